@@ -1,0 +1,1 @@
+"""Comparison and throughput harnesses (run from a source checkout: python -m benchmarks.compare)."""

@@ -1,0 +1,192 @@
+"""Tests of the comparison harness (benchmarks/compare.py): tiny runs end to end, resuming, tables, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives in the checkout, not the wheel
+
+from benchmarks import compare  # noqa: E402
+from benchmarks.zoo_hyperparams import ZOO_HYPERPARAMS  # noqa: E402
+
+torch.set_num_threads(1)
+
+TINY = ["--env", "CartPole-v1", "--algos", "ppo", "--steps", "256", "--seeds", "2", "--eval-every", "128"]
+TINY += ["--eval-episodes", "2", "--no-progress"]
+
+
+def _run_files(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in sorted((out / "runs").rglob("*.json"))}
+
+
+def test_end_to_end_in_processes_then_resume(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert compare.main([*TINY, "--jobs", "2", "--out", str(out)]) == 0
+
+    rows = list(csv.DictReader((out / "evals.csv").open()))
+    assert {r["seed"] for r in rows} == {"0", "1"}
+    steps = sorted({int(r["step"]) for r in rows})
+    assert steps[0] == 0 and steps[-1] >= 256 and len(steps) >= 3  # step 0, every 128 steps, the end
+    assert all(float(r["wall_time_s"]) >= 0 and float(r["peak_rss_mib"]) > 50 for r in rows)
+    assert len(json.loads((out / "evals.json").read_text())) == len(rows)
+
+    summary = (out / "summary.md").read_text()
+    assert "| CartPole-v1 (475) | ppo | zoo | 2 |" in summary
+    png = out / "curves_CartPole-v1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    record = json.loads((out / "runs" / "CartPole-v1" / "ppo" / "seed0.json").read_text())
+    assert record["isolated_process"] and record["hyperparams"]["n_envs"] == 8  # the zoo's CartPole PPO
+    assert record["torch_threads"] == 1
+
+    before = _run_files(out)
+    assert len(before) == 2
+    capsys.readouterr()
+    assert compare.main([*TINY, "--jobs", "2", "--out", str(out)]) == 0
+    assert "0 runs done, 2 already finished" in capsys.readouterr().out
+    assert _run_files(out) == before  # nothing redone
+
+
+def test_changed_settings_redo_only_the_stale_runs(tmp_path):
+    out = tmp_path / "out"
+    kwargs = dict(steps=64, seeds=1, eval_every=64, eval_episodes=1, jobs=0, out_dir=out, progress=False)
+    first = compare.run_comparison(["CartPole-v1"], ["a2c", "dqn"], **kwargs)
+    assert len(first.ran) == 2 and not first.skipped and not first.failed
+    again = compare.run_comparison(["CartPole-v1"], ["a2c", "dqn"], **{**kwargs, "eval_episodes": 2})
+    assert len(again.ran) == 2  # a different protocol is a different run
+    mixed = compare.run_comparison(["CartPole-v1"], ["a2c@fast", "dqn"], **{**kwargs, "eval_episodes": 2})
+    assert [s.label for s in mixed.ran] == ["a2c@fast"] and [s.label for s in mixed.skipped] == ["dqn"]
+    assert "a2c@fast" in (out / "summary.md").read_text()
+
+
+def test_failed_run_is_reported_and_others_go_on(tmp_path, monkeypatch):
+    real_build = compare.build_model
+
+    def build(spec, env, hp):
+        if spec.seed == 1:
+            raise RuntimeError("boom")
+        return real_build(spec, env, hp)
+
+    monkeypatch.setattr(compare, "build_model", build)
+    report = compare.run_comparison(
+        ["CartPole-v1"], ["ppo"], 64, 2, 64, eval_episodes=1, jobs=0, out_dir=tmp_path, progress=False
+    )
+    assert [s.seed for s in report.ran] == [0] and [s.seed for s, _ in report.failed] == [1]
+    assert "boom" in (tmp_path / "errors.log").read_text()
+    assert "Failed runs" in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "runs" / "CartPole-v1" / "ppo" / "seed1.json").exists()  # retried next time
+
+
+def test_incompatible_pairs_are_skipped(tmp_path):
+    specs, skipped = compare.plan_runs(["Pendulum-v1", "CartPole-v1"], ["dqn", "sac"], 1, 100, 50)
+    assert {(s.env_id, s.label) for s in specs} == {("Pendulum-v1", "sac"), ("CartPole-v1", "dqn")}
+    assert {(e, a) for e, a, _ in skipped} == {("Pendulum-v1", "dqn"), ("CartPole-v1", "sac")}
+    with pytest.raises(ValueError, match="no algorithm"):
+        compare.plan_runs(["Pendulum-v1"], ["dqn"], 1, 100, 50)
+
+
+def test_first_crossing_and_summary_on_synthetic_runs():
+    evals = [
+        {"step": 0, "wall_time_s": 0.0, "return_mean": 500.0},  # an untrained policy that happens to balance
+        {"step": 100, "wall_time_s": 1.0, "return_mean": 50.0},
+        {"step": 200, "wall_time_s": 2.5, "return_mean": 480.0},
+        {"step": 300, "wall_time_s": 4.0, "return_mean": 400.0},
+    ]
+    assert compare.first_crossing(evals, 475) == (200.0, 2.5)
+    assert compare.first_crossing(evals, 490) == (math.inf, math.inf)
+    assert compare.first_crossing(evals, None) == (math.inf, math.inf)
+
+    def record(label, seed, curve, wall_per_step):
+        rows = [
+            {"step": s, "wall_time_s": s * wall_per_step, "return_mean": r, "return_std": 0.0}
+            for s, r in zip((0, 100, 200, 300), curve)
+        ]
+        return {"spec": {"env_id": "E", "label": label, "seed": seed}, "evals": rows, "train_wall_s": 1.0,
+                "peak_rss_mib": 100.0 + seed}  # fmt: skip
+
+    records = [
+        record("jepa_dreamer", 0, [0, 10, 10, 10], 0.1),  # reaches at 100 steps, 10 s
+        record("jepa_dreamer", 1, [0, 10, 10, 10], 0.1),
+        record("ppo", 0, [0, 0, 10, 10], 0.01),  # reaches at 200 steps, 2 s
+        record("ppo", 1, [0, 0, 0, 10], 0.01),  # reaches at 300 steps, 3 s
+        record("dqn", 0, [0, 0, 0, 10], 0.001),  # reaches at 300 steps, 0.3 s
+        record("dqn", 1, [0, 0, 0, 0], 0.001),  # never
+    ]
+    summary = {row["algo"]: row for row in compare.summarize(records, {"E": 5.0})}
+    assert summary["ppo"]["steps_to_threshold"] == 250 and summary["ppo"]["reached"] == 2
+    assert summary["dqn"]["steps_to_threshold"] == math.inf and summary["dqn"]["reached"] == 1
+    assert summary["jepa_dreamer"]["final_return_mean"] == 10 and summary["jepa_dreamer"]["peak_rss_mib"] == 101
+
+    (ratio,) = compare.our_ratios(list(summary.values()))
+    assert ratio["best_sb3_steps"] == "ppo" and ratio["steps_ratio"] == pytest.approx(100 / 250)
+    assert ratio["best_sb3_wall"] == "ppo" and ratio["wall_ratio"] == pytest.approx(10 / 2.5)
+    md = compare.markdown_summary(list(summary.values()), [ratio], {"steps": 300, "seeds": 2, "eval_every": 100,
+                                  "eval_episodes": 10, "threads": 1})  # fmt: skip
+    assert "| E | jepa_dreamer | 0.40 | ppo | 4.00 | ppo |" in md
+    assert "| E (5) | dqn |" in md and "not reached (1/2)" in md
+
+
+@pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # the zoo's MountainCarContinuous PPO
+def test_zoo_table_builds_every_model():
+    """Every entry of the zoo table constructs its SB3 model (catches typos in the transcription)."""
+    for algo, per_env in ZOO_HYPERPARAMS.items():
+        for env_id in per_env:
+            spec = compare.RunSpec(env_id, algo, seed=0, steps=1000, eval_every=500)
+            hp, source = compare.hyperparams_for(spec)
+            assert source == "zoo"
+            train_env, eval_env = compare.make_envs(spec, hp)
+            model = compare.build_model(spec, train_env, hp)
+            assert model.n_envs == hp.get("n_envs", 1)
+            assert (model.get_vec_normalize_env() is not None) == bool(hp.get("normalize"))
+            if algo in compare.OFF_POLICY:
+                assert model.replay_buffer.buffer_size <= 1000
+            train_env.close()
+            eval_env.close()
+
+
+def test_algo_kwargs_and_threshold_parsing():
+    parsed = compare.parse_algo_kwargs(
+        ["jepa_dreamer:train_ratio=256,preset=tiny", "jepa_dreamer@big:preset=large", 'ppo:{"n_epochs": 5}'],
+        ["jepa_dreamer", "jepa_dreamer@big", "ppo", "dqn"],
+    )
+    assert parsed["jepa_dreamer"] == {"train_ratio": 256, "preset": "tiny"}
+    assert parsed["jepa_dreamer@big"] == {"train_ratio": 256, "preset": "large"}
+    assert parsed["ppo"] == {"n_epochs": 5} and parsed["dqn"] == {}
+    assert compare.parse_kwargs("policy_kwargs={'net_arch': [64, 64]},use_sde=True") == {
+        "policy_kwargs": {"net_arch": [64, 64]},
+        "use_sde": True,
+    }
+    assert compare.parse_thresholds(["Pendulum-v1=-150", "wm/PixelCartPole-v0=400"]) == {
+        "Pendulum-v1": -150.0,
+        "wm/PixelCartPole-v0": 400.0,
+    }
+    assert compare.threshold_for("CartPole-v1") == 475.0  # from the spec
+    assert compare.threshold_for("Pendulum-v1") == -200.0  # from the table
+    assert compare.threshold_for("Pendulum-v1", {"Pendulum-v1": -150.0}) == -150.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "CartPole-v1", "--algos", "ppo,rainbow"], "unknown algorithm 'rainbow'"),
+        (["--env", "CartPol-v1", "--algos", "ppo"], "unknown env 'CartPol-v1'; did you mean CartPole-v1"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--steps", "0"], "--steps must be at least 1"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--algo-kwargs", "sac:lr=1"], "not in --algos"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--algo-kwargs", "ppo:n_epochs"], "must be k=v pairs"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--threshold", "CartPole-v1"], "--threshold expects"),
+        (["--env", "Pendulum-v1", "--algos", "dqn"], "dqn does not support"),
+    ],
+)
+def test_bad_arguments_give_a_clear_error(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        compare.main([*args, "--out", str(tmp_path), "--no-progress"])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
