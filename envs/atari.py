@@ -1,0 +1,135 @@
+"""Atari through ale-py with the world-model preprocessing (DreamerV3 / Atari 100k conventions).
+
+Conventions (all settings of :func:`make_atari`):
+
+* frame skip 4 with a max-pool over the last two raw frames, sticky actions with probability 0.25 (applied by ALE
+  on every raw frame), up to 30 no-op actions after reset, 64x64 observations (RGB by default), no reward
+  clipping, minimal action set, episodes truncated at 108,000 raw frames (27,000 agent steps, 30 minutes of play).
+* Life loss ends the episode only if ``terminal_on_life_loss=True`` (Gymnasium's ``AtariPreprocessing`` then
+  fully resets the game on the next ``reset``); the current life count is always in ``info["lives"]``.
+* Atari 100k budget: 100,000 *agent* steps = 400,000 raw frames at frame skip 4 (about 2 hours of play),
+  counted over all envs together; see :data:`ATARI_100K_GAMES` for the 26-game list.
+
+ale-py ships its ROMs in the wheel; it is imported lazily so that ``import envs`` works without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+ATARI_100K_STEPS = 100_000
+"""Agent steps (not frames) in the Atari 100k budget; at frame skip 4 that is 400k frames."""
+
+ATARI_100K_GAMES = (
+    "Alien", "Amidar", "Assault", "Asterix", "BankHeist", "BattleZone", "Boxing", "Breakout", "ChopperCommand",
+    "CrazyClimber", "DemonAttack", "Freeway", "Frostbite", "Gopher", "Hero", "Jamesbond", "Kangaroo", "Krull",
+    "KungFuMaster", "MsPacman", "Pong", "PrivateEye", "Qbert", "RoadRunner", "Seaquest", "UpNDown",
+)  # fmt: skip
+
+MAX_FRAMES_PER_EPISODE = 108_000
+
+
+def _ale():
+    try:
+        import ale_py
+    except ImportError as err:  # pragma: no cover - exercised only without the atari extra
+        raise ImportError("Atari envs need ale-py and opencv: pip install 'wm-agent[atari]'") from err
+    gym.register_envs(ale_py)
+    return ale_py
+
+
+def make_atari(
+    game: str = "Pong",
+    size: int = 64,
+    grayscale: bool = False,
+    frame_skip: int = 4,
+    sticky_action_prob: float = 0.25,
+    noop_max: int = 30,
+    terminal_on_life_loss: bool = False,
+    frame_stack: int = 1,
+    full_action_space: bool = False,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """One preprocessed Atari env, e.g. ``make_atari("Breakout")``.
+
+    Observation: ``Box(0, 255, (size, size, 3), uint8)`` RGB, or ``(size, size, 1)`` with ``grayscale=True``;
+    with ``frame_stack=k > 1`` Gymnasium's ``FrameStackObservation`` adds a leading axis, ``(k, size, size, C)``.
+    Action: ``Discrete(n)``, the game's minimal action set. Reward: the game score change, unclipped.
+    """
+    _ale()
+    env = gym.make(
+        f"ALE/{game}-v5",
+        frameskip=1,  # AtariPreprocessing does the skipping and max-pooling
+        repeat_action_probability=sticky_action_prob,
+        full_action_space=full_action_space,
+        max_num_frames_per_episode=MAX_FRAMES_PER_EPISODE,
+        render_mode=render_mode,
+    )
+    env = AtariPreprocessing(
+        env,
+        noop_max=noop_max,
+        frame_skip=frame_skip,
+        screen_size=size,
+        terminal_on_life_loss=terminal_on_life_loss,
+        grayscale_obs=grayscale,
+        grayscale_newaxis=True,
+    )
+    if frame_stack > 1:
+        env = FrameStackObservation(env, frame_stack)
+    return env
+
+
+def make_atari_vector(
+    game: str = "Pong",
+    num_envs: int = 4,
+    size: int = 64,
+    grayscale: bool = False,
+    frame_skip: int = 4,
+    sticky_action_prob: float = 0.25,
+    noop_max: int = 30,
+    terminal_on_life_loss: bool = False,
+    frame_stack: int = 1,
+    num_threads: int = 0,
+    **kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """``num_envs`` Atari games stepped in C++ threads by ale-py's ``AtariVectorEnv``, same conventions as
+    :func:`make_atari` (but FIRE is not pressed on reset and autoreset is ale-py's next-step mode).
+
+    Observation: ``Box(0, 255, (num_envs, frame_stack, size, size, 3), uint8)`` for RGB and
+    ``(num_envs, frame_stack, size, size)`` for grayscale (ale-py keeps the stack axis even for ``frame_stack=1``).
+    Action: ``MultiDiscrete([n] * num_envs)``. Reward: unclipped.
+    """
+    ale_py = _ale()
+    vec = ale_py.AtariVectorEnv(
+        game=_rom_id(game),
+        num_envs=num_envs,
+        num_threads=num_threads,
+        img_height=size,
+        img_width=size,
+        grayscale=grayscale,
+        stack_num=frame_stack,
+        frameskip=frame_skip,
+        maxpool=True,
+        noop_max=noop_max,
+        repeat_action_probability=sticky_action_prob,
+        episodic_life=terminal_on_life_loss,
+        max_num_frames_per_episode=MAX_FRAMES_PER_EPISODE,
+        reward_clipping=False,
+        use_fire_reset=False,
+        **kwargs,
+    )
+    return vec
+
+
+def _rom_id(game: str) -> str:
+    """``"MsPacman"`` -> ``"ms_pacman"``: the ROM id ale-py's vector env expects, from ale-py's own name mapping."""
+    from ale_py import roms
+    from ale_py.registration import rom_id_to_name
+
+    ids = {rom_id_to_name(rom): rom for rom in roms.get_all_rom_ids()}
+    if game not in ids and game not in ids.values():
+        raise ValueError(f"unknown Atari game {game!r}")
+    return ids.get(game, game)
