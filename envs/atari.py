@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 ATARI_100K_STEPS = 100_000
@@ -98,9 +99,10 @@ def make_atari_vector(
     """``num_envs`` Atari games stepped in C++ threads by ale-py's ``AtariVectorEnv``, same conventions as
     :func:`make_atari` (but FIRE is not pressed on reset and autoreset is ale-py's next-step mode).
 
-    Observation: ``Box(0, 255, (num_envs, frame_stack, size, size, 3), uint8)`` for RGB and
-    ``(num_envs, frame_stack, size, size)`` for grayscale (ale-py keeps the stack axis even for ``frame_stack=1``).
-    Action: ``MultiDiscrete([n] * num_envs)``. Reward: unclipped.
+    Observation: ``Box(0, 255, (num_envs, *single), uint8)`` where ``single`` is exactly :func:`make_atari`'s
+    observation shape, ``(size, size, C)`` or ``(frame_stack, size, size, C)``, C = 3 or 1 (ale-py's own layout,
+    ``(num_envs, frame_stack, size, size[, 3])``, is reshaped to match). Action: ``MultiDiscrete([n] * num_envs)``.
+    Reward: unclipped game score change, shape ``(num_envs,)``.
     """
     ale_py = _ale()
     vec = ale_py.AtariVectorEnv(
@@ -121,7 +123,16 @@ def make_atari_vector(
         use_fire_reset=False,
         **kwargs,
     )
-    return vec
+    from gymnasium.wrappers.vector import TransformObservation
+
+    n, k = num_envs, frame_stack
+    single = (size, size, 1 if grayscale else 3) if k == 1 else (k, size, size, 1 if grayscale else 3)
+    return TransformObservation(
+        vec,
+        lambda obs: obs.reshape((n, *single)),  # drops the length-1 stack axis and/or adds the grayscale channel
+        observation_space=gym.spaces.Box(0, 255, (n, *single), dtype=np.uint8),
+        single_observation_space=gym.spaces.Box(0, 255, single, dtype=np.uint8),
+    )
 
 
 def _rom_id(game: str) -> str:

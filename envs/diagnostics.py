@@ -54,7 +54,22 @@ def make_novel(env_id: str = "CartPole-v1", render_mode: str | None = None, **kw
     return MaskVelocity(gym.make(env_id, render_mode=render_mode, **kwargs), VELOCITY_INDICES[env_id])
 
 
-class CueMemoryEnv(gym.Env):
+class _RenderObservation:
+    """``render()`` for the small vector envs: the current observation as a row of grey cells (for videos, and
+    because SB3's ``make_vec_env`` asks every env for ``render_mode="rgb_array"``)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    render_mode: str | None
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        cells = np.clip(self._obs(), 0.0, 1.0)  # type: ignore[attr-defined]
+        row = np.repeat(np.rint(255 * cells).astype(np.uint8), 16)
+        return np.repeat(np.repeat(row[None, :], 16, axis=0)[..., None], 3, axis=-1)
+
+
+class CueMemoryEnv(_RenderObservation, gym.Env):
     """Remember a cue over a delay: the cue is shown only on the first observation and decides the final reward.
 
     Observation: ``Box(0, 1, (n_cues + 1,), float32)``: a one-hot cue at reset, all zeros for ``delay`` steps, then
@@ -63,8 +78,6 @@ class CueMemoryEnv(gym.Env):
     terminates; 0 on every other step. Episode length: ``delay + 1`` steps.
     Random policy: ``2/n_cues - 1`` (0 for two cues); any memoryless policy is no better; perfect memory: +1.
     """
-
-    metadata = {"render_modes": []}
 
     def __init__(self, n_cues: int = 2, delay: int = 10, render_mode: str | None = None) -> None:
         if n_cues < 2 or delay < 0:
@@ -96,7 +109,7 @@ class CueMemoryEnv(gym.Env):
         return self._obs(), 0.0, False, False, {"cue": self._cue}
 
 
-class SlipperyChainEnv(gym.Env):
+class SlipperyChainEnv(_RenderObservation, gym.Env):
     """A corridor where each move goes the wrong way with a known probability ``noise``.
 
     The agent starts in the middle of ``length`` cells (odd, default 7). Action: ``Discrete(2)``, 0 = left,
@@ -107,8 +120,6 @@ class SlipperyChainEnv(gym.Env):
     the last move was reversed. Always-right scores ``2 * P - 1`` with the gambler's-ruin probability
     :meth:`always_right_score`; a random policy scores about 0. ``noise=0`` is deterministic, 0.5 is pure noise.
     """
-
-    metadata = {"render_modes": []}
 
     def __init__(self, noise: float = 0.25, length: int = 7, render_mode: str | None = None) -> None:
         if not 0.0 <= noise <= 1.0 or length < 3 or length % 2 == 0:
@@ -148,7 +159,7 @@ class SlipperyChainEnv(gym.Env):
         return 2 * p_right - 1
 
 
-class DelayedRewardEnv(gym.Env):
+class DelayedRewardEnv(_RenderObservation, gym.Env):
     """Each action is scored ``delay`` steps after it was taken.
 
     At each of ``n_decisions`` steps a random target bit is shown; the reward for matching it arrives ``delay``
@@ -159,8 +170,6 @@ class DelayedRewardEnv(gym.Env):
     The policy is reactive; what is hard is the model's credit assignment: a reward model must carry the action
     and target of ``delay`` steps ago in its state.
     """
-
-    metadata = {"render_modes": []}
 
     def __init__(self, delay: int = 10, n_decisions: int = 32, render_mode: str | None = None) -> None:
         if delay < 0 or n_decisions < 1:

@@ -439,11 +439,32 @@ def test_atari_sticky_actions_setting_changes_outcomes():
 @needs_ale
 def test_atari_vector_env():
     vec = envs.make_atari_vector("MsPacman", num_envs=2)
+    single = envs.make_atari("MsPacman")
+    assert vec.single_observation_space == single.observation_space
+    assert vec.single_action_space == single.action_space
     obs, _ = vec.reset(seed=0)
-    assert obs.shape == (2, 1, 64, 64, 3) and obs.dtype == np.uint8
+    assert obs.shape == (2, 64, 64, 3) and obs.dtype == np.uint8
     obs, reward, terminated, truncated, _ = vec.step(vec.action_space.sample())
-    assert obs.shape == (2, 1, 64, 64, 3) and reward.shape == (2,)
+    assert obs.shape == (2, 64, 64, 3) and reward.shape == (2,)
+    assert vec.observation_space.contains(obs)
     vec.close()
+    for kwargs, shape in (({"grayscale": True}, (3, 64, 64, 1)), ({"frame_stack": 4}, (3, 4, 64, 64, 3))):
+        vec = envs.make_atari_vector("Pong", num_envs=3, **kwargs)
+        assert vec.reset(seed=0)[0].shape == shape == vec.observation_space.shape
+        assert vec.single_observation_space == envs.make_atari("Pong", **kwargs).observation_space
+        vec.close()
     with pytest.raises(ValueError, match="unknown Atari game"):
         envs.make_atari_vector("NotAGame")
     assert len(envs.ATARI_100K_GAMES) == 26 and envs.ATARI_100K_STEPS == 100_000
+
+
+@pytest.mark.parametrize("env_id", ["wm/CueMemory-v0", "wm/SlipperyChain-v0", "wm/DelayedReward-v0"])
+def test_small_envs_render_their_observation(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (16, 16 * obs.shape[0], 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame[8, 8::16, 0], np.rint(255 * obs).astype(np.uint8))
+    no_render = gym.make(env_id)
+    no_render.reset(seed=0)
+    assert no_render.render() is None
