@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -73,8 +75,15 @@ def test_every_id_is_registered_on_import():
     assert all(env_id.startswith("wm/") for env_id in envs.ENV_IDS)
 
 
-def test_headless_video_driver_is_set_without_clobbering():
-    assert os.environ.get("SDL_VIDEODRIVER")  # dummy unless the user chose one before importing envs
+@pytest.mark.parametrize(("preset", "expected"), [(None, "dummy"), ("offscreen", "offscreen")])
+def test_headless_video_driver_is_set_without_clobbering(preset, expected):
+    env = {k: v for k, v in os.environ.items() if k != "SDL_VIDEODRIVER"}
+    if preset:
+        env["SDL_VIDEODRIVER"] = preset
+    code = "import os, envs; print(os.environ['SDL_VIDEODRIVER'])"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
 
 
 @pytest.mark.parametrize("env_id", envs.ENV_IDS)
