@@ -1,0 +1,369 @@
+"""JEPADreamer as an SB3 algorithm: learn, predict, spaces, callbacks, save/load, errors."""
+
+from __future__ import annotations
+
+import zipfile
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    CheckpointCallback,
+    EvalCallback,
+    StopTrainingOnMaxEpisodes,
+    StopTrainingOnRewardThreshold,
+)
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+
+from tests.conftest import SpaceEnv
+from wm_agent import JEPADreamer, JEPADreamerConfig, make_config
+
+IMAGE_HWC = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+OBS_SPACES = {
+    "box": spaces.Box(-5, 5, (3,), np.float32),
+    "image_hwc": IMAGE_HWC,
+    "image_chw_small": spaces.Box(0, 255, (1, 32, 40), np.uint8),
+    "grayscale_2d": spaces.Box(0, 255, (48, 48), np.uint8),
+    "discrete": spaces.Discrete(5, start=2),
+    "multidiscrete": spaces.MultiDiscrete([3, 4]),
+    "multibinary": spaces.MultiBinary(4),
+    "dict": spaces.Dict({"image": IMAGE_HWC, "vec": spaces.Box(-1, 1, (2,), np.float32), "d": spaces.Discrete(3)}),
+}
+ACTION_SPACES = {
+    "discrete": spaces.Discrete(3),
+    "box": spaces.Box(np.array([-2.0, 0.0]), np.array([2.0, 1.0]), dtype=np.float32),
+    "multidiscrete": spaces.MultiDiscrete([2, 3]),
+    "multibinary": spaces.MultiBinary(3),
+}
+
+
+def make_space_env(obs: str, action: str, n_envs: int = 1):
+    return make_vec_env(lambda: SpaceEnv(OBS_SPACES[obs], ACTION_SPACES[action]), n_envs=n_envs, seed=0)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_learn_classic_control(env_id, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", env_id, **tiny_kwargs)
+    model.learn(200)
+    assert model.num_timesteps == 200
+    assert model._n_updates > 0
+    obs = model.env.reset()
+    action, state = model.predict(obs, deterministic=True)
+    assert model.env.action_space.contains(action[0])
+
+
+@pytest.mark.parametrize("obs_name", list(OBS_SPACES))
+def test_every_observation_space(obs_name, tiny_kwargs):
+    env = make_space_env(obs_name, "discrete", n_envs=2)
+    model = JEPADreamer("MultiInputPolicy" if obs_name == "dict" else "MlpPolicy", env, **tiny_kwargs)
+    model.learn(60)
+    assert model._n_updates > 0
+    single = OBS_SPACES[obs_name].sample()
+    action, state = model.predict(single)
+    assert ACTION_SPACES["discrete"].contains(int(action))
+    assert state[0].shape == (1, model.config.deter)
+
+
+@pytest.mark.parametrize("action_name", list(ACTION_SPACES))
+def test_every_action_space(action_name, tiny_kwargs):
+    env = make_space_env("box", action_name, n_envs=2)
+    model = JEPADreamer("MlpPolicy", env, **tiny_kwargs)
+    model.learn(60)
+    obs = env.reset()
+    actions, _ = model.predict(obs)
+    assert actions.shape == (2, *ACTION_SPACES[action_name].shape)
+    for action in actions:
+        assert ACTION_SPACES[action_name].contains(action.astype(ACTION_SPACES[action_name].dtype))
+
+
+def test_reconstruction_representation_learns_on_images(tiny_kwargs):
+    env = make_space_env("dict", "box")
+    model = JEPADreamer("MultiInputPolicy", env, representation="reconstruction", **tiny_kwargs)
+    model.learn(60)
+    assert model._n_updates > 0
+    assert not hasattr(model.policy.world_model, "predictor")
+
+
+def test_barlow_and_stopgrad_variants_learn(tiny_kwargs):
+    for overrides in (dict(anti_collapse="barlow"), dict(jepa_target="stopgrad"), dict(anti_collapse="none")):
+        model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs, **overrides)
+        model.learn(60)
+        assert model._n_updates > 0
+
+
+def test_predict_shapes_single_and_vectorized(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", make_vec_env("CartPole-v1", n_envs=3, seed=0), **tiny_kwargs)
+    vec_obs = model.env.reset()
+    actions, state = model.predict(vec_obs)
+    assert actions.shape == (3,)
+    assert [s.shape[0] for s in state] == [3, 3, 3]
+    action, single_state = model.predict(vec_obs[0])
+    assert np.ndim(action) == 0
+    assert single_state[0].shape[0] == 1
+    # channel-last images are accepted by predict although the model sees them channel-first
+    image_model = JEPADreamer("CnnPolicy", make_space_env("image_hwc", "discrete"), **tiny_kwargs)
+    action, _ = image_model.predict(IMAGE_HWC.sample())
+    assert np.ndim(action) == 0
+
+
+def test_state_is_carried_and_reset_at_episode_start(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(100)
+    obs = np.array([0.01, 0.02, 0.03, 0.04], np.float32)
+    _, fresh = model.predict(obs, deterministic=True)
+    _, second = model.predict(obs, state=fresh, episode_start=np.array([False]), deterministic=True)
+    _, restarted = model.predict(obs, state=second, episode_start=np.array([True]), deterministic=True)
+    # with the state carried, the deterministic state differs from a fresh start; episode_start resets it exactly
+    assert not np.allclose(fresh[0], second[0])
+    np.testing.assert_allclose(restarted[0], fresh[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(restarted[1], fresh[1])
+
+
+def test_evaluate_policy_works_unchanged(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    mean, std = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=2, seed=1), n_eval_episodes=4)
+    assert 8 <= mean <= 500 and std >= 0
+
+
+def test_same_seed_same_result(tiny_kwargs):
+    def run():
+        model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+        model.learn(120)
+        return torch.cat([p.detach().flatten() for p in model.policy.parameters()])
+
+    first, second = run(), run()
+    assert torch.equal(first, second)
+
+
+def test_save_load_identical_actions_and_continue(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(120)
+    model.save(tmp_path / "agent")
+    env = make_vec_env("CartPole-v1", n_envs=1, seed=3)
+    obs = env.reset()
+    loaded = JEPADreamer.load(tmp_path / "agent")  # no env: inference only
+    assert loaded.config == model.config
+    state_a = state_b = None
+    starts = np.ones(1, bool)
+    for _ in range(20):
+        action_a, state_a = model.predict(obs, state_a, starts, deterministic=True)
+        action_b, state_b = loaded.predict(obs, state_b, starts, deterministic=True)
+        np.testing.assert_array_equal(action_a, action_b)
+        obs, _, dones, _ = env.step(action_a)
+        starts = dones
+    # with an env: continue learning from the saved optimizer state
+    resumed = JEPADreamer.load(tmp_path / "agent", env=make_vec_env("CartPole-v1", n_envs=1, seed=4))
+    updates_before = resumed._n_updates
+    resumed.learn(60, reset_num_timesteps=False)
+    assert resumed.num_timesteps == 180
+    assert resumed._n_updates > updates_before
+
+
+def test_get_set_parameters_roundtrip(tiny_kwargs):
+    source = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    source.learn(80)
+    target = JEPADreamer("MlpPolicy", "CartPole-v1", **{**tiny_kwargs, "seed": 1})
+    target.set_parameters(source.get_parameters())
+    for a, b in zip(source.policy.parameters(), target.policy.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_replay_buffer_save_load(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(80)
+    model.save_replay_buffer(tmp_path / "replay")
+    fresh = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    fresh.load_replay_buffer(tmp_path / "replay")
+    assert len(fresh.replay_buffer) == len(model.replay_buffer)
+    np.testing.assert_array_equal(fresh.replay_buffer.obs["obs"], model.replay_buffer.obs["obs"])
+    wrong = JEPADreamer("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), **tiny_kwargs)
+    with pytest.raises(ValueError, match="env streams"):
+        wrong.load_replay_buffer(tmp_path / "replay")
+
+
+def test_callbacks_run_and_can_stop(tmp_path, tiny_kwargs):
+    class Counter(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.steps, self.started, self.ended = 0, False, False
+
+        def _on_training_start(self):
+            self.started = True
+
+        def _on_step(self):
+            assert {"new_obs", "dones", "infos"} <= set(self.locals)
+            self.steps += 1
+            return True
+
+        def _on_training_end(self):
+            self.ended = True
+
+    counter = Counter()
+    eval_env = make_vec_env("CartPole-v1", n_envs=1, seed=5)
+    eval_callback = EvalCallback(
+        eval_env,
+        eval_freq=50,
+        n_eval_episodes=2,
+        callback_on_new_best=StopTrainingOnRewardThreshold(reward_threshold=1e9),
+        log_path=str(tmp_path),
+    )
+    checkpoint = CheckpointCallback(save_freq=60, save_path=str(tmp_path / "ckpt"), save_replay_buffer=True)
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(130, callback=CallbackList([counter, eval_callback, checkpoint]), progress_bar=True)
+    assert counter.started and counter.ended and counter.steps == 130
+    assert (tmp_path / "evaluations.npz").exists()
+    assert len(np.load(tmp_path / "evaluations.npz")["results"]) == 2
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "rl_model_120_steps.zip",
+        "rl_model_60_steps.zip",
+        "rl_model_replay_buffer_120_steps.pkl",
+        "rl_model_replay_buffer_60_steps.pkl",
+    ]
+    stopper = StopTrainingOnMaxEpisodes(max_episodes=2)
+    model.learn(10_000, callback=stopper)
+    assert model.num_timesteps < 10_000
+    assert stopper.n_episodes == 2
+
+
+def test_tensorboard_and_logger_keys(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", tensorboard_log=str(tmp_path), **tiny_kwargs)
+    model.learn(150, log_interval=1)
+    assert list(tmp_path.glob("JEPADreamer_1/events.out.tfevents.*"))
+    model.set_logger(configure(str(tmp_path / "csv"), ["csv"]))
+    model.learn(150, log_interval=1, reset_num_timesteps=False)
+    header = (tmp_path / "csv" / "progress.csv").read_text().splitlines()[0].split(",")
+    for key in (
+        "rollout/ep_rew_mean",
+        "time/fps",
+        "time/updates_per_sec",
+        "train/model_loss",
+        "train/kl",
+        "train/jepa_loss",
+        "train/jepa_copy_last_baseline",
+        "train/embed_rank",
+        "train/embed_std",
+        "train/post_entropy",
+        "train/actor_loss",
+        "train/critic_loss",
+    ):
+        assert key in header, key
+
+
+def test_replay_stores_terminal_observation_and_episode_starts(tiny_kwargs):
+    env = make_vec_env(lambda: SpaceEnv(OBS_SPACES["box"], ACTION_SPACES["discrete"], length=5), n_envs=2, seed=0)
+    model = JEPADreamer("MlpPolicy", env, **{**tiny_kwargs, "learning_starts": 10**6})
+    model.learn(18)  # 9 steps per env
+    replay = model.replay_buffer
+    # per stream: reset obs (first), 5 steps with the last terminal, reset obs (first), 4 more steps
+    assert list(replay.count) == [11, 11]
+    np.testing.assert_array_equal(replay.is_first[0, :11], [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(replay.terminated[0, :11], [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0])
+    # an episode start carries no action and no reward
+    assert replay.action[0, 6].sum() == 0 and replay.reward[0, 6] == 0
+
+
+def test_truncation_is_not_terminal(tiny_kwargs):
+    env = make_vec_env(
+        lambda: gym.wrappers.TimeLimit(SpaceEnv(OBS_SPACES["box"], ACTION_SPACES["discrete"], length=100), 4),
+        n_envs=1,
+    )
+    model = JEPADreamer("MlpPolicy", env, **{**tiny_kwargs, "learning_starts": 10**6})
+    model.learn(8)
+    replay = model.replay_buffer
+    np.testing.assert_array_equal(replay.is_first[0, :10], [1, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    assert not replay.terminated[0, :10].any()
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "obs_space, action_space, match",
+    [
+        (spaces.Tuple([spaces.Discrete(2)]), spaces.Discrete(2), "observation space"),
+        (spaces.Dict({"a": spaces.Dict({"b": spaces.Discrete(2)})}), spaces.Discrete(2), "observation key 'a'"),
+        (spaces.Box(-1, 1, (2,)), spaces.Box(-np.inf, np.inf, (2,)), "finite bounds"),
+    ],
+)
+def test_unsupported_spaces_raise_clearly(obs_space, action_space, match):
+    with pytest.raises(ValueError, match=match):
+        JEPADreamer("MlpPolicy", SpaceEnv(obs_space, action_space), preset="tiny")
+
+
+def test_unsupported_action_space_raises_clearly():
+    env = SpaceEnv(spaces.Box(-1, 1, (2,)), spaces.Tuple([spaces.Discrete(2)]))
+    with pytest.raises((ValueError, AssertionError), match="action"):
+        JEPADreamer("MlpPolicy", env, preset="tiny")
+
+
+def test_bad_settings_raise_clearly():
+    with pytest.raises(TypeError, match="train_ratoi"):
+        JEPADreamer("MlpPolicy", "CartPole-v1", train_ratoi=3)
+    with pytest.raises(ValueError, match="preset"):
+        JEPADreamer("MlpPolicy", "CartPole-v1", preset="huge")
+    with pytest.raises(ValueError, match="representation"):
+        make_config(representation="pixels")
+
+
+def test_predict_bad_input_raises_clearly(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    with pytest.raises(ValueError, match="shape"):
+        model.predict(np.zeros(5, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(np.array([0.0, np.nan, 0.0, 0.0], np.float32))
+    _, state = model.predict(np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="state does not match"):
+        model.predict(np.zeros((3, 4), np.float32), state=state)
+
+
+def test_nan_observation_during_learning_raises():
+    class NanEnv(SpaceEnv):
+        def step(self, action):
+            obs, *rest = super().step(action)
+            return np.full_like(obs, np.nan), *rest
+
+    model = JEPADreamer("MlpPolicy", NanEnv(OBS_SPACES["box"], ACTION_SPACES["discrete"]), preset="tiny")
+    with pytest.raises(ValueError, match="NaN"):
+        model.learn(5)
+
+
+def test_bad_checkpoints_raise_clearly(tmp_path, tiny_kwargs):
+    corrupted = tmp_path / "corrupted.zip"
+    corrupted.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="corrupted"):
+        JEPADreamer.load(corrupted)
+    with pytest.raises(FileNotFoundError):
+        JEPADreamer.load(tmp_path / "missing.zip")
+
+    PPO("MlpPolicy", "CartPole-v1").save(tmp_path / "ppo")
+    with pytest.raises(ValueError, match="not saved by JEPADreamer"):
+        JEPADreamer.load(tmp_path / "ppo")
+
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.save(tmp_path / "cartpole")
+    with pytest.raises(ValueError, match="spaces do not match"):
+        JEPADreamer.load(tmp_path / "cartpole", env=make_vec_env("Pendulum-v1"))
+
+    # a checkpoint from an incompatible wm-agent version
+    with zipfile.ZipFile(tmp_path / "cartpole.zip") as source, zipfile.ZipFile(tmp_path / "old.zip", "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "data":
+                data = data.replace(b'"wm_agent_version": "', b'"wm_agent_version": "9')
+            target.writestr(item, data)
+    with pytest.raises(ValueError, match="incompatible"):
+        JEPADreamer.load(tmp_path / "old.zip")
+    # the user's file is untouched by a failed load
+    assert JEPADreamer.load(tmp_path / "cartpole").config == model.config
+
+
+def test_config_or_overrides_not_both():
+    with pytest.raises(TypeError, match="either"):
+        JEPADreamer("MlpPolicy", "CartPole-v1", config=JEPADreamerConfig(), train_ratio=3)

@@ -1,0 +1,155 @@
+"""World model and behavior internals: gradient isolation, JEPA target, anti-collapse, distributions, returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wm_agent import JEPADreamer
+from wm_agent.behavior import lambda_returns
+from wm_agent.diagnostics import effective_rank
+from wm_agent.distributions import TwoHot, sample_one_hot, symexp, symlog, two_hot, unimix_logits
+from wm_agent.world_model.heads import symlog_bins
+from wm_agent.world_model.losses import kl_balance, vicreg_terms
+
+
+@pytest.fixture
+def trained(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(80)
+    return model
+
+
+def sample_batch(model):
+    cfg = model.config
+    return model.replay_buffer.sample(cfg.batch_size, cfg.seq_len, model.device)
+
+
+def test_behavior_losses_do_not_touch_world_model(trained):
+    policy = trained.policy
+    world_model = policy.world_model
+    _, _, post = world_model.loss(sample_batch(trained))
+    start = post.detach().flatten()
+    before = [p.detach().clone() for p in world_model.parameters()]
+    for p in world_model.parameters():
+        p.grad = None
+    actor_loss, critic_loss, _ = policy.behavior.loss(world_model, start, torch.ones(start.deter.shape[0]))
+    (actor_loss + critic_loss).backward()
+    assert all(p.grad is None for p in world_model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.behavior.actor.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.behavior.critic.parameters())
+    # and a full training step of actor and critic leaves every world-model weight as it was
+    policy.actor_optimizer.step()
+    policy.critic_optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, world_model.parameters()))
+
+
+def test_jepa_target_gets_no_gradient(trained):
+    world_model = trained.policy.world_model
+    loss, _, _ = world_model.loss(sample_batch(trained))
+    loss.backward()
+    assert all(not p.requires_grad and p.grad is None for p in world_model.target_encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in world_model.encoder.parameters())
+    assert not any(p is q for p in world_model.trainable_parameters() for q in world_model.target_encoder.parameters())
+
+
+def test_ema_target_update(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs, jepa_target_rate=1.0)
+    world_model = model.policy.world_model
+    with torch.no_grad():
+        for p in world_model.encoder.parameters():
+            p.add_(torch.randn_like(p))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(world_model.encoder.parameters(), world_model.target_encoder.parameters())
+    )
+    world_model.update_target()
+    for a, b in zip(world_model.encoder.parameters(), world_model.target_encoder.parameters()):
+        assert torch.equal(a, b)
+
+    slow = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs, jepa_target_rate=0.25).policy.world_model
+    target_before = [p.clone() for p in slow.target_encoder.parameters()]
+    with torch.no_grad():
+        for p in slow.encoder.parameters():
+            p.add_(1.0)
+    slow.update_target()
+    for online, target, old in zip(slow.encoder.parameters(), slow.target_encoder.parameters(), target_before):
+        torch.testing.assert_close(target, 0.75 * old + 0.25 * online)
+
+
+def test_collapsed_encoder_gives_large_anti_collapse_loss_with_gradient(trained):
+    """An encoder squeezed to an (almost) constant output is penalised, and the penalty's gradient reaches it.
+
+    (At an exactly constant output every variance gradient is zero by symmetry, so the test squeezes by 1e-4.)
+    """
+    world_model = trained.policy.world_model
+    obs = world_model.preprocess(sample_batch(trained)["obs"], 2)
+    healthy_variance, _ = vicreg_terms(world_model.encoder(obs))
+    with torch.no_grad():
+        world_model.encoder.out.weight.mul_(1e-4)
+    world_model.zero_grad()
+    variance, covariance = vicreg_terms(world_model.encoder(obs))
+    assert variance.item() > 0.95  # every dimension's std is ~0, far under the target of 1
+    assert variance.item() > healthy_variance.item() + 0.1
+    variance.backward()
+    assert world_model.encoder.out.weight.grad.abs().sum() > 0
+
+    healthy = torch.randn(4096, 16) * 1.5
+    healthy_variance, healthy_covariance = vicreg_terms(healthy)
+    assert healthy_variance.item() < 0.01 and healthy_covariance.item() < 0.05
+
+
+def test_effective_rank():
+    assert effective_rank(torch.randn(4096, 16)) > 15
+    assert effective_rank(torch.randn(64, 1) * torch.ones(1, 16)) < 1.1  # every embedding on one line
+
+
+def test_jepa_loss_reports_collapse_metrics(trained):
+    _, metrics, _ = trained.policy.world_model.loss(sample_batch(trained))
+    for key in ("jepa_loss", "jepa_multistep_loss", "jepa_copy_last_baseline", "embed_rank", "inverse_accuracy"):
+        assert torch.isfinite(metrics[key]), key
+    assert metrics["embed_rank"] > 1.0
+
+
+def test_symlog_two_hot_roundtrip():
+    x = torch.tensor([-1000.0, -3.2, 0.0, 0.5, 7.0, 12345.0])
+    torch.testing.assert_close(symexp(symlog(x)), x)
+    bins = symlog_bins(255)
+    encoded = two_hot(symlog(x), bins)
+    torch.testing.assert_close(encoded.sum(-1), torch.ones(6))
+    assert ((encoded > 0).sum(-1) <= 2).all()
+    # a distribution whose logits put all mass on the two-hot encoding decodes to the value itself
+    dist = TwoHot(torch.log(encoded + 1e-12), bins)
+    torch.testing.assert_close(dist.mean, x, rtol=1e-3, atol=1e-3)
+
+
+def test_unimix_keeps_every_class_possible():
+    logits = torch.tensor([[100.0, -100.0, -100.0, -100.0]])
+    probs = unimix_logits(logits, 0.01).exp()
+    assert probs.min() >= 0.01 / 4 - 1e-7
+    torch.testing.assert_close(probs.sum(-1), torch.ones(1))
+    samples = sample_one_hot(unimix_logits(torch.zeros(20000, 4), 0.0), straight_through=False)
+    np.testing.assert_allclose(samples.mean(0).numpy(), 0.25, atol=0.02)
+
+
+def test_kl_free_bits():
+    logits = torch.randn(5, 4, 3)
+    dyn, rep, raw = kl_balance(logits, logits.clone(), free=1.0)
+    torch.testing.assert_close(raw, torch.zeros(5), atol=1e-6, rtol=0)
+    torch.testing.assert_close(dyn, torch.ones(5))  # a KL under the free nats is clipped up to them
+    other = torch.randn(5, 4, 3) * 5
+    dyn, rep, raw = kl_balance(logits, other, free=0.0)
+    torch.testing.assert_close(dyn, rep)
+    assert (raw > 0).all()
+
+
+def test_lambda_returns_match_hand_computation():
+    reward = torch.tensor([[1.0], [2.0]])
+    value = torch.tensor([[0.0], [10.0], [20.0]])
+    discount = torch.tensor([[0.9], [0.5]])
+    lam = 0.8
+    r1 = 2.0 + 0.5 * 20.0
+    r0 = 1.0 + 0.9 * ((1 - lam) * 10.0 + lam * r1)
+    torch.testing.assert_close(lambda_returns(reward, value, discount, lam), torch.tensor([[r0], [r1]]))
+    # lam = 0 is one-step TD, discount 0 cuts the future (a terminal)
+    torch.testing.assert_close(lambda_returns(reward, value, torch.zeros(2, 1), 0.0), reward)

@@ -1,0 +1,163 @@
+"""Actor-critic trained only inside the world model's imagination.
+
+The imagined rollouts run without gradient, so the actor and critic losses can never reach the
+world model: the actor learns with REINFORCE on percentile-normalised lambda-return advantages,
+the critic regresses the returns with a two-hot head and is regularised toward a slow copy.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from stable_baselines3.common.utils import polyak_update
+from torch import nn
+
+from wm_agent.config import JEPADreamerConfig
+from wm_agent.distributions import BoundedNormal, TwoHot, mode_one_hot, sample_one_hot, unimix_logits
+from wm_agent.spaces import ActionSpec
+from wm_agent.world_model.heads import TwoHotHead, mlp
+from wm_agent.world_model.model import WorldModel
+from wm_agent.world_model.rssm import Latent
+
+
+class ActionDist:
+    """The actor's distribution over model actions: categorical factors (one-hot, unimix) or a bounded normal."""
+
+    def __init__(self, out: torch.Tensor, action_spec: ActionSpec, cfg: JEPADreamerConfig) -> None:
+        self.nvec = action_spec.nvec
+        if self.nvec:
+            self.log_probs = [unimix_logits(x, cfg.unimix) for x in out.split(self.nvec, -1)]
+        else:
+            mean, std = out.chunk(2, -1)
+            self.normal = BoundedNormal(mean, std, cfg.min_std, cfg.max_std)
+
+    def sample(self) -> torch.Tensor:
+        if not self.nvec:
+            return self.normal.sample()
+        return torch.cat([sample_one_hot(lp, straight_through=False) for lp in self.log_probs], -1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        if not self.nvec:
+            return self.normal.mode
+        return torch.cat([mode_one_hot(lp) for lp in self.log_probs], -1)
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        if not self.nvec:
+            return self.normal.log_prob(action).sum(-1)
+        return sum((lp * a).sum(-1) for lp, a in zip(self.log_probs, action.split(self.nvec, -1)))
+
+    def entropy(self) -> torch.Tensor:
+        if not self.nvec:
+            return self.normal.entropy().sum(-1)
+        return sum(-(lp.exp() * lp).sum(-1) for lp in self.log_probs)
+
+
+class Actor(nn.Module):
+    def __init__(self, action_spec: ActionSpec, cfg: JEPADreamerConfig) -> None:
+        super().__init__()
+        self.action_spec, self.cfg = action_spec, cfg
+        out_size = action_spec.size if action_spec.discrete else 2 * action_spec.size
+        self.net = mlp(cfg.feat_size, cfg.hidden, cfg.mlp_layers, out_size)
+        self.net[-1].weight.data.mul_(0.01)  # start close to uniform / zero-mean
+
+    def forward(self, feat: torch.Tensor) -> ActionDist:
+        return ActionDist(self.net(feat), self.action_spec, self.cfg)
+
+
+class ReturnNormalizer(nn.Module):
+    """Scale of returns: EMA of the 5th-95th percentile range, never below 1 (so small returns are not amplified)."""
+
+    def __init__(self, decay: float, percentiles: tuple[float, float]) -> None:
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("quantiles", torch.tensor(percentiles))
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+
+    def update(self, returns: torch.Tensor) -> torch.Tensor:
+        low, high = torch.quantile(returns.detach().flatten().float(), self.quantiles)
+        self.low.lerp_(low, 1 - self.decay)
+        self.high.lerp_(high, 1 - self.decay)
+        return self.scale
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return (self.high - self.low).clamp(min=1.0)
+
+
+def lambda_returns(reward: torch.Tensor, value: torch.Tensor, discount: torch.Tensor, lam: float) -> torch.Tensor:
+    """R_t = r_t + d_t * ((1 - lam) * v_{t+1} + lam * R_{t+1}), bootstrapped with R_H = v_H.
+
+    reward, discount: (H, N), for the step from state t to t+1; value: (H + 1, N). Returns (H, N).
+    """
+    returns = []
+    last = value[-1]
+    for t in reversed(range(reward.shape[0])):
+        last = reward[t] + discount[t] * ((1 - lam) * value[t + 1] + lam * last)
+        returns.append(last)
+    return torch.stack(returns[::-1])
+
+
+class Behavior(nn.Module):
+    """Actor, critic, slow critic and return normalizer, with the imagination loss."""
+
+    def __init__(self, action_spec: ActionSpec, cfg: JEPADreamerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.actor = Actor(action_spec, cfg)
+        self.critic = TwoHotHead(cfg.feat_size, cfg.hidden, cfg.mlp_layers, cfg.num_bins)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.return_norm = ReturnNormalizer(cfg.return_norm_decay, cfg.return_norm_percentiles)
+
+    @torch.no_grad()
+    def imagine(self, world_model: WorldModel, start: Latent) -> tuple[torch.Tensor, torch.Tensor]:
+        """Roll the prior forward `horizon` steps with the actor. Returns feats (H + 1, N, F) and actions (H, N, A)."""
+        state, feats, actions = start, [start.feat], []
+        for _ in range(self.cfg.horizon):
+            action = self.actor(state.feat).sample()
+            state = world_model.rssm.img_step(state, action)
+            feats.append(state.feat)
+            actions.append(action)
+        return torch.stack(feats), torch.stack(actions)
+
+    def loss(
+        self, world_model: WorldModel, start: Latent, start_cont: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Actor and critic losses from imagined rollouts that start at `start` (N) with continue flags (N,)."""
+        cfg = self.cfg
+        feats, actions = self.imagine(world_model, start.detach())
+        value_logits = self.critic.net(feats)  # (H + 1, N, bins); the last step only bootstraps the returns
+        with torch.no_grad():
+            value = TwoHot(value_logits.detach(), self.critic.bins).mean  # (H + 1, N)
+            reward = world_model.reward_head(feats[1:]).mean  # (H, N)
+            cont = torch.cat([start_cont[None], torch.sigmoid(world_model.cont_head(feats[1:])).squeeze(-1)])
+            returns = lambda_returns(reward, value, cfg.gamma * cont[1:], cfg.lam)
+            # probability that the imagined trajectory is still alive at each step where an action is taken
+            weight = torch.cumprod(cont[:-1], 0)
+            scale = self.return_norm.update(returns)
+            advantage = (returns - value[:-1]) / scale
+            slow_value = self.slow_critic(feats[:-1]).mean
+
+        policy = self.actor(feats[:-1])
+        entropy = policy.entropy()
+        actor_loss = -(weight * (policy.log_prob(actions) * advantage + cfg.entropy_scale * entropy)).mean()
+
+        value_dist = TwoHot(value_logits[:-1], self.critic.bins)
+        critic_nll = -value_dist.log_prob(returns) - cfg.slow_critic_scale * value_dist.log_prob(slow_value)
+        critic_loss = (weight * critic_nll).mean()
+
+        metrics = {
+            "actor_loss": actor_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "actor_entropy": entropy.mean().detach(),
+            "imagined_return": returns.mean(),
+            "imagined_reward": reward.mean(),
+            "imagined_cont": cont[1:].mean(),
+            "return_scale": scale.clone(),
+        }
+        return actor_loss, critic_loss, metrics
+
+    def update_slow_critic(self) -> None:
+        polyak_update(self.critic.parameters(), self.slow_critic.parameters(), self.cfg.slow_critic_rate)

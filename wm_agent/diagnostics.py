@@ -1,0 +1,32 @@
+"""Collapse diagnostics for learned embeddings, logged every update."""
+
+from __future__ import annotations
+
+import torch
+
+
+def effective_rank(embed: torch.Tensor) -> torch.Tensor:
+    """RankMe: exp of the entropy of the normalised singular values of (N, D) embeddings.
+
+    Equals D for isotropic embeddings and 1 for embeddings on a line; a collapsing encoder drifts to 1.
+    """
+    singular = torch.linalg.svdvals(embed.float() - embed.float().mean(0))
+    p = singular / singular.sum().clamp(min=1e-12) + 1e-12
+    return torch.exp(-(p * p.log()).sum())
+
+
+def embedding_stats(embed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-dimension std (mean over dims), std of the L2-normalised embeddings (healthy ~1/sqrt(D)), RankMe."""
+    embed = embed.detach().reshape(-1, embed.shape[-1]).float()
+    normalised = torch.nn.functional.normalize(embed, dim=-1)
+    return {
+        "embed_std": embed.std(0).mean(),
+        "embed_norm_std": normalised.std(0).mean(),
+        "embed_rank": effective_rank(embed),
+    }
+
+
+def latent_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of the categorical latents, summed over the S latents: (..., S, C) -> scalar."""
+    log_probs = logits.log_softmax(-1)
+    return -(log_probs.exp() * log_probs).sum((-2, -1)).mean()

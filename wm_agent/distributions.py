@@ -1,0 +1,102 @@
+"""The distributions of the Dreamer line: symlog, two-hot regression, unimix categoricals, bounded normal."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import distributions as td
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """Squash large magnitudes while staying the identity near zero."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `symlog`."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+class TwoHot:
+    """Discrete regression over fixed bins in symlog space (reward and value heads).
+
+    The target is encoded as weights on its two neighbouring bins, so the cross-entropy loss is
+    invariant to the scale of the targets and the prediction can be multi-modal.
+    """
+
+    def __init__(self, logits: torch.Tensor, bins: torch.Tensor) -> None:
+        self.logits = logits  # (..., K)
+        self.bins = bins  # (K,), in symlog space, ascending
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Expected value, in the original (symexp) space."""
+        return symexp((self.probs * self.bins).sum(-1))
+
+    def log_prob(self, target: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of `target` (original space) under the two-hot encoding of symlog(target)."""
+        return (two_hot(symlog(target), self.bins) * self.logits.log_softmax(-1)).sum(-1)
+
+
+def two_hot(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Encode `x` (..., ) as weights (..., K) on its two nearest `bins`."""
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.bucketize(x, bins).clamp(1, len(bins) - 1)
+    below = above - 1
+    width = bins[above] - bins[below]
+    weight_above = (x - bins[below]) / width
+    encoded = torch.zeros(*x.shape, len(bins), device=x.device, dtype=x.dtype)
+    encoded.scatter_(-1, below.unsqueeze(-1), (1 - weight_above).unsqueeze(-1))
+    encoded.scatter_add_(-1, above.unsqueeze(-1), weight_above.unsqueeze(-1))
+    return encoded
+
+
+def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
+    """Log-probabilities of a categorical with `unimix` of a uniform mixed in, so no class has zero probability."""
+    if unimix <= 0:
+        return logits.log_softmax(-1)
+    probs = logits.softmax(-1)
+    probs = (1 - unimix) * probs + unimix / probs.shape[-1]
+    return probs.log()
+
+
+def sample_one_hot(log_probs: torch.Tensor, straight_through: bool = True) -> torch.Tensor:
+    """One-hot sample (..., C) of a categorical given by normalised `log_probs`.
+
+    Inverse-CDF sampling: much faster than torch.multinomial for many small categoricals on CPU. With
+    `straight_through`, gradients pass to the probabilities as if the sample were the probabilities.
+    """
+    probs = log_probs.exp()
+    uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
+    index = (probs.cumsum(-1) < uniform).sum(-1).clamp(max=probs.shape[-1] - 1)
+    one_hot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    return one_hot + probs - probs.detach() if straight_through else one_hot
+
+
+def mode_one_hot(log_probs: torch.Tensor) -> torch.Tensor:
+    """The most likely class, one-hot (..., C)."""
+    return F.one_hot(log_probs.argmax(-1), log_probs.shape[-1]).to(log_probs.dtype)
+
+
+class BoundedNormal(td.Normal):
+    """Normal with mean squashed to [-1, 1] and std kept in [min_std, max_std]; samples are clipped to [-1, 1]."""
+
+    def __init__(self, mean_logits: torch.Tensor, std_logits: torch.Tensor, min_std: float, max_std: float) -> None:
+        std = (max_std - min_std) * torch.sigmoid(std_logits + 2.0) + min_std
+        super().__init__(torch.tanh(mean_logits), std, validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        return super().sample(sample_shape).clamp(-1, 1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+
+def bernoulli_log_prob(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Log-likelihood of binary `target` under Bernoulli(`logits`), elementwise."""
+    return -F.binary_cross_entropy_with_logits(logits, target, reduction="none")

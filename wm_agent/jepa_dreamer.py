@@ -1,0 +1,374 @@
+"""JEPADreamer: a JEPA + RSSM world model with an actor-critic trained in imagination, as an SB3 algorithm."""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import sys
+import time
+import warnings
+import zipfile
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.utils import safe_mean
+
+from wm_agent.config import JEPADreamerConfig, make_config
+from wm_agent.policies import JEPADreamerPolicy
+from wm_agent.replay import SequenceReplay
+from wm_agent.spaces import ActionSpec, ObsSpec
+from wm_agent.version import __version__
+
+SelfJEPADreamer = TypeVar("SelfJEPADreamer", bound="JEPADreamer")
+
+
+class JEPADreamer(BaseAlgorithm):
+    """Model-based agent: learns a latent world model from replayed sequences and trains its policy in imagination.
+
+    :param policy: "MlpPolicy", "CnnPolicy" or "MultiInputPolicy" (all pick the encoder from the observation space)
+    :param env: a Gymnasium env, a VecEnv or a registered env id
+    :param preset: size preset of `wm_agent.config.PRESETS` ("tiny", "small" (default, for a laptop CPU), "medium",
+        "large")
+    :param config: a full `JEPADreamerConfig`, used instead of `preset` when given
+    :param config_overrides: any `JEPADreamerConfig` field, e.g. ``train_ratio=512`` or ``representation="reconstruction"``
+    """
+
+    policy_aliases: ClassVar[dict[str, type[JEPADreamerPolicy]]] = {
+        "MlpPolicy": JEPADreamerPolicy,
+        "CnnPolicy": JEPADreamerPolicy,
+        "MultiInputPolicy": JEPADreamerPolicy,
+    }
+    policy: JEPADreamerPolicy
+
+    def __init__(
+        self,
+        policy: str | type[JEPADreamerPolicy],
+        env: GymEnv | str | None,
+        preset: str = "small",
+        config: JEPADreamerConfig | None = None,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+        **config_overrides: Any,
+    ) -> None:
+        if config is not None and config_overrides:
+            raise TypeError("Pass either `config` or keyword overrides of the preset, not both")
+        self.config = config if config is not None else make_config(preset, **config_overrides)
+        self.preset = preset
+        if env is not None:
+            # fail before SB3 wraps the env, with the unsupported space named
+            env = maybe_make_env(env, verbose)
+            ObsSpec(env.observation_space)
+            ActionSpec(env.action_space)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=self.config.model_lr,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            seed=seed,
+        )
+        self.wm_agent_version = __version__
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(self.observation_space, self.action_space, self.config, **self.policy_kwargs)
+        self.policy = self.policy.to(self.device)
+        self.replay_buffer: SequenceReplay | None = None
+        if self.n_envs:
+            self._make_replay()
+        self._act_state = None  # (latent, previous action) of the envs being collected from
+        self._train_credit = 0.0
+        self._metric_sums: torch.Tensor | None = None
+        self._metric_names: list[str] = []
+        self._metric_count = 0
+        self._train_seconds = 0.0
+
+    def _make_replay(self) -> None:
+        self.replay_buffer = SequenceReplay(
+            self.config.buffer_size, self.n_envs, self.policy.obs_spec, self.policy.action_spec.size, seed=self.seed
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "replay_buffer", "_act_state", "_metric_sums"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        """Use a new env (same spaces). The replay is kept unless the number of envs changes."""
+        previous_n_envs = self.n_envs
+        super().set_env(env, force_reset)
+        if self.replay_buffer is None or self.n_envs != previous_n_envs:
+            if self.replay_buffer is not None and len(self.replay_buffer) > 0:
+                warnings.warn(
+                    f"The number of envs changed ({previous_n_envs} -> {self.n_envs}): starting a new, empty replay",
+                    stacklevel=2,
+                )
+            self._make_replay()
+        self._act_state = None
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(
+        self: SelfJEPADreamer,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "JEPADreamer",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfJEPADreamer:
+        """Collect with the current policy and train the world model and behavior every `train_ratio`-th replayed step.
+
+        `log_interval` counts episodes between log dumps, as in SB3's off-policy algorithms.
+        """
+        env_is_reset = reset_num_timesteps or self._last_obs is None
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        if env_is_reset or self._act_state is None:
+            self._start_episodes()
+        callback.on_training_start(locals(), globals())
+        while self.num_timesteps < total_timesteps:
+            if not self._collect_step(callback, log_interval):
+                break
+            self._train_when_due()
+        callback.on_training_end()
+        return self
+
+    def _start_episodes(self) -> None:
+        """Fresh latent state for every env, and the current observations stored as episode starts."""
+        assert self.env is not None and self.replay_buffer is not None
+        n = self.n_envs
+        self._act_state = self.policy.initial_state(n)
+        obs = self.policy.obs_spec.as_dict(self._last_obs)
+        self.policy.obs_spec.check_finite(obs)
+        self.replay_buffer.add(
+            obs,
+            np.zeros((n, self.policy.action_spec.size), np.float32),
+            np.zeros(n),
+            np.zeros(n, bool),
+            np.ones(n, bool),
+        )
+        self._last_episode_starts = np.ones(n, dtype=bool)
+
+    def _collect_step(self, callback: BaseCallback, log_interval: int) -> bool:
+        """One VecEnv step with one batched forward; stores the transition. Returns False when a callback stops."""
+        policy, obs_spec, action_spec = self.policy, self.policy.obs_spec, self.policy.action_spec
+        obs = obs_spec.as_dict(self._last_obs)
+        obs_tensor = {k: torch.as_tensor(v, device=self.device) for k, v in obs.items()}
+        episode_start = torch.as_tensor(self._last_episode_starts, device=self.device, dtype=torch.float32)
+        latent, prev_action = self._act_state
+        action, latent = policy.act(obs_tensor, latent, prev_action, episode_start)
+        if self.num_timesteps < self.config.learning_starts:
+            # prefill with uniform random actions; the latent state still follows the actions taken
+            env_actions = np.stack([self.action_space.sample() for _ in range(self.n_envs)])
+            model_actions = action_spec.from_env(env_actions)
+            action = torch.as_tensor(model_actions, device=self.device)
+        else:
+            env_actions = action_spec.to_env(action)
+            model_actions = action.cpu().numpy()
+        self._act_state = (latent, action)
+
+        new_obs, rewards, dones, infos = self.env.step(env_actions)
+        self.num_timesteps += self.n_envs
+        callback.update_locals(locals())
+        if not callback.on_step():
+            return False
+        self._update_info_buffer(infos, dones)
+
+        # the replay gets the true last observation of an episode; the reset observation follows it
+        next_obs = {k: np.array(v) for k, v in obs_spec.as_dict(new_obs).items()}
+        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
+        for i in np.flatnonzero(dones):
+            terminal = obs_spec.as_dict(infos[i]["terminal_observation"])
+            for k in next_obs:
+                next_obs[k][i] = terminal[k]
+        obs_spec.check_finite(next_obs)
+        terminated = dones & ~truncated
+        self.replay_buffer.add(next_obs, model_actions, rewards, terminated, np.zeros(self.n_envs, bool))
+        done_envs = np.flatnonzero(dones)
+        if len(done_envs):
+            reset_obs = {k: v[done_envs] for k, v in obs_spec.as_dict(new_obs).items()}
+            obs_spec.check_finite(reset_obs)
+            n_done = len(done_envs)
+            self.replay_buffer.add(
+                reset_obs,
+                np.zeros((n_done, action_spec.size), np.float32),
+                np.zeros(n_done),
+                np.zeros(n_done, bool),
+                np.ones(n_done, bool),
+                streams=done_envs,
+            )
+
+        self._last_obs = new_obs
+        self._last_episode_starts = dones
+        self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
+        for _ in range(len(done_envs)):
+            self._episode_num += 1
+            if log_interval is not None and self._episode_num % log_interval == 0:
+                self._dump_logs()
+        return True
+
+    def _train_when_due(self) -> None:
+        cfg = self.config
+        if self.num_timesteps < cfg.learning_starts or not self.replay_buffer.can_sample(cfg.seq_len):
+            return
+        if self._n_updates == 0:
+            self._train_credit += cfg.pretrain_updates
+        self._train_credit += self.n_envs * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)
+        updates = int(self._train_credit)
+        if updates > 0:
+            self._train_credit -= updates
+            self.train(updates)
+
+    def train(self, gradient_steps: int) -> None:
+        """`gradient_steps` updates of the world model, then the actor and critic on imagination from its posteriors."""
+        cfg, policy = self.config, self.policy
+        policy.set_training_mode(True)
+        start_time = time.perf_counter()
+        for _ in range(gradient_steps):
+            batch = self.replay_buffer.sample(cfg.batch_size, cfg.seq_len, self.device)
+
+            model_loss, metrics, post = policy.world_model.loss(batch)
+            policy.model_optimizer.zero_grad(set_to_none=True)
+            model_loss.backward()
+            metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                policy.world_model.trainable_parameters(), cfg.model_grad_clip
+            )
+            policy.model_optimizer.step()
+            policy.world_model.update_target()
+
+            start = post.detach().flatten()
+            start_cont = 1.0 - batch["terminated"].float().reshape(-1)
+            if cfg.imagine_starts and cfg.imagine_starts < start_cont.shape[0]:
+                keep = torch.randperm(start_cont.shape[0], device=self.device)[: cfg.imagine_starts]
+                start, start_cont = start[keep], start_cont[keep]
+            actor_loss, critic_loss, behavior_metrics = policy.behavior.loss(policy.world_model, start, start_cont)
+            policy.actor_optimizer.zero_grad(set_to_none=True)
+            policy.critic_optimizer.zero_grad(set_to_none=True)
+            (actor_loss + critic_loss).backward()
+            torch.nn.utils.clip_grad_norm_(policy.behavior.actor.parameters(), cfg.ac_grad_clip)
+            torch.nn.utils.clip_grad_norm_(policy.behavior.critic.parameters(), cfg.ac_grad_clip)
+            policy.actor_optimizer.step()
+            policy.critic_optimizer.step()
+            policy.behavior.update_slow_critic()
+            self._accumulate_metrics({**metrics, **behavior_metrics})
+        policy.set_training_mode(False)
+        self._n_updates += gradient_steps
+        self._train_seconds += time.perf_counter() - start_time
+
+    def _accumulate_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Sum the update's metrics on the device; they are read (one sync) only when logs are dumped."""
+        values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()])
+        if self._metric_sums is None or len(self._metric_names) != len(metrics):
+            self._metric_names = list(metrics)
+            self._metric_sums = torch.zeros_like(values)
+            self._metric_count = 0
+        self._metric_sums += values
+        self._metric_count += 1
+
+    def _dump_logs(self) -> None:
+        """Write rollout, time and mean train metrics since the last dump, as SB3's off-policy algorithms do."""
+        time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
+        fps = int((self.num_timesteps - self._num_timesteps_at_start) / time_elapsed)
+        self.logger.record("time/episodes", self._episode_num, exclude="tensorboard")
+        if len(self.ep_info_buffer) > 0 and len(self.ep_info_buffer[0]) > 0:
+            self.logger.record("rollout/ep_rew_mean", safe_mean([ep["r"] for ep in self.ep_info_buffer]))
+            self.logger.record("rollout/ep_len_mean", safe_mean([ep["l"] for ep in self.ep_info_buffer]))
+        self.logger.record("time/fps", fps)
+        self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        if self._n_updates:
+            self.logger.record("time/updates_per_sec", self._n_updates / max(self._train_seconds, 1e-9))
+            self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if self._metric_sums is not None and self._metric_count:
+            means = (self._metric_sums / self._metric_count).tolist()
+            for name, value in zip(self._metric_names, means):
+                self.logger.record(f"train/{name}", value)
+            self._metric_sums.zero_()
+            self._metric_count = 0
+        self.logger.dump(step=self.num_timesteps)
+
+    # ------------------------------------------------------------------ replay and checkpoints
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Pickle the sequence replay (only its filled part), e.g. to resume training later."""
+        assert self.replay_buffer is not None, "The replay buffer is not defined"
+        save_to_pkl(path, self.replay_buffer, self.verbose)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        replay = load_from_pkl(path, self.verbose)
+        if not isinstance(replay, SequenceReplay):
+            raise ValueError(f"{path} does not hold a JEPADreamer SequenceReplay (got {type(replay).__name__})")
+        if self.n_envs and replay.n_streams != self.n_envs:
+            raise ValueError(f"The replay has {replay.n_streams} env streams but the model has {self.n_envs} envs")
+        if set(replay.obs) != {k.name for k in self.policy.obs_spec.keys}:
+            raise ValueError(f"The replay's observation keys {sorted(replay.obs)} do not match the model's")
+        self.replay_buffer = replay
+
+    @classmethod
+    def load(  # noqa: D102 - same contract as BaseAlgorithm.load, with clear errors for bad files
+        cls: type[SelfJEPADreamer],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: torch.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfJEPADreamer:
+        check_checkpoint(path)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+
+    def _get_model_size(self) -> int:
+        return sum(p.numel() for p in self.policy.parameters())
+
+
+def check_checkpoint(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
+    """Read a checkpoint's metadata and raise a clear ValueError if it is not a loadable JEPADreamer zip."""
+    if isinstance(path, (str, pathlib.Path)):
+        path = pathlib.Path(path)
+        if not path.exists() and path.with_suffix(".zip").exists():
+            path = path.with_suffix(".zip")
+        if not path.exists():
+            raise FileNotFoundError(f"No checkpoint at {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path} is not a valid checkpoint: the zip file is corrupted ({error})") from error
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a valid SB3 checkpoint: its 'data' entry is missing or unreadable") from error
+    finally:
+        if hasattr(path, "seek"):
+            path.seek(0)
+    if "wm_agent_version" not in data or "config" not in data:
+        raise ValueError(f"{path} was not saved by JEPADreamer (no wm_agent version or config in it)")
+    saved_major = str(data["wm_agent_version"]).split(".")[:2]
+    if saved_major != __version__.split(".")[:2]:
+        raise ValueError(
+            f"{path} was saved by wm-agent {data['wm_agent_version']}, which is incompatible with this version "
+            f"({__version__}); install wm-agent=={data['wm_agent_version']} to load it"
+        )
+    return data

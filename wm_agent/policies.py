@@ -1,0 +1,113 @@
+"""The JEPADreamer policy: world model + behavior, with stateful acting (as RecurrentPPO's policies)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+
+from wm_agent.behavior import Behavior
+from wm_agent.config import JEPADreamerConfig
+from wm_agent.spaces import ActionSpec, ObsSpec
+from wm_agent.world_model.model import WorldModel
+from wm_agent.world_model.rssm import Latent
+
+# What `predict` returns as `state`: numpy arrays (deter (N, D), stoch (N, S * C), previous action (N, A)).
+State = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class JEPADreamerPolicy(BasePolicy):
+    """Holds every network and optimizer; `act` is the batched acting step, `predict` its SB3 face.
+
+    The encoder is chosen from the observation space (MLP for vectors, CNN for images, both for a
+    Dict), so "MlpPolicy", "CnnPolicy" and "MultiInputPolicy" all name this class.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: JEPADreamerConfig) -> None:
+        super().__init__(observation_space, action_space, normalize_images=False)
+        self.config = config
+        self.obs_spec = ObsSpec(observation_space)
+        self.action_spec = ActionSpec(action_space)
+        self.world_model = WorldModel(self.obs_spec, self.action_spec, config)
+        self.behavior = Behavior(self.action_spec, config)
+        self.model_optimizer = torch.optim.Adam(self.world_model.trainable_parameters(), lr=config.model_lr, eps=1e-8)
+        self.actor_optimizer = torch.optim.Adam(self.behavior.actor.parameters(), lr=config.actor_lr, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(self.behavior.critic.parameters(), lr=config.critic_lr, eps=1e-5)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(config=self.config)
+        return data
+
+    def initial_state(self, n: int) -> tuple[Latent, torch.Tensor]:
+        """Zero latent state and zero previous action for `n` envs."""
+        return self.world_model.rssm.initial(n, self.device), torch.zeros(n, self.action_spec.size, device=self.device)
+
+    @torch.inference_mode()
+    def act(
+        self,
+        obs: dict[str, torch.Tensor],
+        latent: Latent,
+        prev_action: torch.Tensor,
+        episode_start: torch.Tensor,
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, Latent]:
+        """One batched step: filter the new observation into the latent state, then sample (or take the mode of) the actor.
+
+        obs: raw tensors (N, ...); latent/prev_action: the state after the previous step; episode_start (N,)
+        resets the state of the envs whose episode begins with this observation. Returns model actions (N, A).
+        """
+        embed = self.world_model.encoder(self.obs_spec.preprocess(obs, self.config.image_size))
+        latent, _ = self.world_model.rssm.obs_step(latent, prev_action, embed, episode_start, sample=not deterministic)
+        policy = self.behavior.actor(latent.feat)
+        action = policy.mode if deterministic else policy.sample()
+        return action, latent
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Stateless SB3 hook: one step from the initial latent state (use `predict` to carry the state)."""
+        obs = observation if isinstance(observation, dict) else {self.obs_spec.keys[0].name: observation}
+        n = next(iter(obs.values())).shape[0]
+        latent, prev_action = self.initial_state(n)
+        action, _ = self.act(obs, latent, prev_action, torch.ones(n, device=self.device), deterministic)
+        return action
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: State | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, State]:
+        """Act on a single observation or a VecEnv batch, carrying the latent state between calls.
+
+        Pass back the returned `state`, and `episode_start` (True where an episode begins), as with RecurrentPPO.
+        """
+        self.set_training_mode(False)
+        obs_tensor, vectorized = self.obs_to_tensor(observation)  # checks shapes, transposes channel-last images
+        obs_dict = self.obs_spec.as_dict(obs_tensor)
+        self.obs_spec.check_finite({k: v.cpu().numpy() for k, v in obs_dict.items()})
+        n = next(iter(obs_dict.values())).shape[0]
+        if state is None:
+            latent, prev_action = self.initial_state(n)
+            episode_start = np.ones(n, dtype=bool)
+        else:
+            if len(state) != 3 or any(np.asarray(s).shape[0] != n for s in state):
+                raise ValueError(
+                    f"state does not match the observation batch of {n}: pass the state returned by the previous "
+                    "predict call for the same number of envs, or None to start afresh"
+                )
+            deter, stoch, prev = (torch.as_tensor(np.asarray(s), device=self.device).float() for s in state)
+            latent, prev_action = Latent(deter, stoch), prev
+        if episode_start is None:
+            episode_start = np.zeros(n, dtype=bool)
+        episode_start_tensor = torch.as_tensor(np.asarray(episode_start).reshape(n), device=self.device).float()
+
+        action, latent = self.act(obs_dict, latent, prev_action, episode_start_tensor, deterministic)
+        env_action = self.action_spec.to_env(action)
+        new_state = (latent.deter.cpu().numpy(), latent.stoch.cpu().numpy(), action.cpu().numpy())
+        if not vectorized:
+            env_action = env_action.squeeze(axis=0)
+        return env_action, new_state

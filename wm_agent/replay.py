@@ -1,0 +1,108 @@
+"""Sequence replay: one ring buffer per env stream, sampled as whole (B, T) sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from wm_agent.spaces import ObsSpec
+
+
+class SequenceReplay:
+    """Stores steps per env stream: obs (uint8 stays uint8), the action that led to it, reward, terminated, is_first.
+
+    Each stream has its own write position, so an episode end can add two entries to one stream (the
+    terminal observation, then the first observation of the next episode) without disturbing the others.
+    Sequences may cross episode boundaries: `is_first` tells the model where to reset its state.
+    """
+
+    def __init__(
+        self, capacity: int, n_streams: int, obs_spec: ObsSpec, action_size: int, seed: int | None = None
+    ) -> None:
+        self.n_streams = n_streams
+        self.capacity = max(capacity // n_streams, 2)  # per stream
+        shape = (n_streams, self.capacity)
+        # np.zeros only reserves memory: pages are touched as the buffer fills
+        self.obs = {k.name: np.zeros(shape + k.space.shape, dtype=k.space.dtype) for k in obs_spec.keys}
+        self.action = np.zeros((*shape, action_size), dtype=np.float32)
+        self.reward = np.zeros(shape, dtype=np.float32)
+        self.terminated = np.zeros(shape, dtype=bool)
+        self.is_first = np.zeros(shape, dtype=bool)
+        self.pos = np.zeros(n_streams, dtype=np.int64)
+        self.count = np.zeros(n_streams, dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return int(self.count.sum())
+
+    def add(
+        self,
+        obs: dict[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        is_first: np.ndarray,
+        streams: np.ndarray | None = None,
+    ) -> None:
+        """Append one step to each of `streams` (all streams when None); arrays have the streams as first dim."""
+        streams = np.arange(self.n_streams) if streams is None else np.asarray(streams)
+        pos = self.pos[streams]
+        for name, value in obs.items():
+            self.obs[name][streams, pos] = value
+        self.action[streams, pos] = action
+        self.reward[streams, pos] = reward
+        self.terminated[streams, pos] = terminated
+        self.is_first[streams, pos] = is_first
+        self.pos[streams] = (pos + 1) % self.capacity
+        self.count[streams] = np.minimum(self.count[streams] + 1, self.capacity)
+
+    def can_sample(self, seq_len: int) -> bool:
+        return bool((self.count >= seq_len).any())
+
+    def sample(self, batch_size: int, seq_len: int, device: torch.device) -> dict:
+        """B sequences of T consecutive steps, uniformly over all valid start positions, as tensors on `device`."""
+        starts_per_stream = np.maximum(self.count - seq_len + 1, 0)
+        if starts_per_stream.sum() == 0:
+            raise ValueError(f"Replay holds no sequence of length {seq_len} yet ({len(self)} steps stored)")
+        streams = self.rng.choice(self.n_streams, batch_size, p=starts_per_stream / starts_per_stream.sum())
+        offset = self.rng.integers(0, starts_per_stream[streams])
+        # when a stream is full its oldest step sits at the write position
+        oldest = np.where(self.count[streams] == self.capacity, self.pos[streams], 0)
+        index = (oldest + offset)[:, None] + np.arange(seq_len)  # (B, T)
+        index %= self.capacity
+        rows = streams[:, None]
+        is_first = self.is_first[rows, index]
+        is_first[:, 0] = True  # every sampled sequence starts from the initial latent state
+
+        def to_tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(x).to(device, non_blocking=True)
+
+        return {
+            "obs": {name: to_tensor(value[rows, index]) for name, value in self.obs.items()},
+            "action": to_tensor(self.action[rows, index]),
+            "reward": to_tensor(self.reward[rows, index]),
+            "terminated": to_tensor(self.terminated[rows, index]),
+            "is_first": to_tensor(is_first),
+        }
+
+    def __getstate__(self) -> dict:
+        """Pickle only the filled part of the (possibly huge, mostly unused) arrays."""
+        state = self.__dict__.copy()
+        filled = int(self.count.max())
+        for name in ("action", "reward", "terminated", "is_first"):
+            state[name] = getattr(self, name)[:, :filled].copy()
+        state["obs"] = {k: v[:, :filled].copy() for k, v in self.obs.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        capacity = state["capacity"]
+
+        def expand(x: np.ndarray) -> np.ndarray:
+            full = np.zeros((x.shape[0], capacity, *x.shape[2:]), dtype=x.dtype)
+            full[:, : x.shape[1]] = x
+            return full
+
+        for name in ("action", "reward", "terminated", "is_first"):
+            state[name] = expand(state[name])
+        state["obs"] = {k: expand(v) for k, v in state["obs"].items()}
+        self.__dict__.update(state)

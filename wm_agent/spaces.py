@@ -1,0 +1,178 @@
+"""How Gymnasium spaces map to the model's tensors: observation keys and the action encoding.
+
+Observations are always handled as a dict internally (a non-Dict space becomes {"obs": ...}).
+Actions are encoded as one vector per env: concatenated one-hots for Discrete, MultiDiscrete and
+MultiBinary, values in [-1, 1] for Box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+
+SUPPORTED_OBS_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+OBS_KEY = "obs"  # the key of a non-Dict observation
+
+
+def _is_grayscale_image(space: spaces.Space) -> bool:
+    """A 2-D uint8 Box in [0, 255] (e.g. grayscale Atari) is an image with one channel."""
+    return (
+        isinstance(space, spaces.Box)
+        and len(space.shape) == 2
+        and space.dtype == np.uint8
+        and np.all(space.low == 0)
+        and np.all(space.high == 255)
+    )
+
+
+@dataclass(frozen=True)
+class ObsKey:
+    """One observation entry: `kind` is "image" (uint8, channel-first or 2-D) or "vector" (flat float features)."""
+
+    name: str
+    kind: str
+    space: spaces.Space
+    size: int  # vector features after one-hot encoding; channels for images
+
+
+class ObsSpec:
+    """The observation entries of a space, checked once at construction."""
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        if isinstance(observation_space, spaces.Dict):
+            items = list(observation_space.spaces.items())
+            if not items:
+                raise ValueError("JEPADreamer got an empty Dict observation space")
+        else:
+            items = [(OBS_KEY, observation_space)]
+        self.keys: list[ObsKey] = []
+        for name, space in items:
+            if not isinstance(space, SUPPORTED_OBS_SPACES):
+                where = f"observation key {name!r}" if isinstance(observation_space, spaces.Dict) else "observation"
+                raise ValueError(
+                    f"JEPADreamer does not support the {where} space {space}: use Box, Discrete, MultiDiscrete, "
+                    "MultiBinary or a flat Dict of these"
+                )
+            self.keys.append(self._describe(name, space))
+        self.is_dict = isinstance(observation_space, spaces.Dict)
+
+    @staticmethod
+    def _describe(name: str, space: spaces.Space) -> ObsKey:
+        if is_image_space(space, check_channels=False):
+            return ObsKey(name, "image", space, int(min(space.shape[0], space.shape[-1])))
+        if _is_grayscale_image(space):
+            return ObsKey(name, "image", space, 1)
+        if isinstance(space, spaces.Discrete):
+            return ObsKey(name, "vector", space, int(space.n))
+        if isinstance(space, spaces.MultiDiscrete):
+            return ObsKey(name, "vector", space, int(np.sum(space.nvec)))
+        return ObsKey(name, "vector", space, int(np.prod(space.shape)))
+
+    @property
+    def image_keys(self) -> list[ObsKey]:
+        return [k for k in self.keys if k.kind == "image"]
+
+    @property
+    def vector_keys(self) -> list[ObsKey]:
+        return [k for k in self.keys if k.kind == "vector"]
+
+    def as_dict(self, obs: np.ndarray | dict) -> dict[str, np.ndarray]:
+        return dict(obs) if self.is_dict else {OBS_KEY: obs}
+
+    def check_finite(self, obs: dict[str, np.ndarray]) -> None:
+        """Raise a clear error on NaN or inf in a float observation (images and integers cannot hold them)."""
+        for key in self.vector_keys:
+            value = np.asarray(obs[key.name])
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                where = f" (key {key.name!r})" if self.is_dict else ""
+                raise ValueError(f"Observation{where} contains NaN or inf: {value}")
+
+    def preprocess(self, obs: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
+        """Raw observation tensors (N, ...) -> model inputs: images float (N, C, S, S) in [-0.5, 0.5], vectors (N, F)."""
+        out = {}
+        for key in self.keys:
+            x = obs[key.name]
+            if key.kind == "image":
+                if x.dim() == 3:  # (N, H, W) grayscale
+                    x = x.unsqueeze(1)
+                x = x.float() / 255.0 - 0.5
+                if x.shape[-2:] != (image_size, image_size):
+                    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True)
+                out[key.name] = x
+            elif isinstance(key.space, spaces.Discrete):
+                out[key.name] = F.one_hot((x.long() - int(key.space.start)).reshape(-1), int(key.space.n)).float()
+            elif isinstance(key.space, spaces.MultiDiscrete):
+                values = (x.long() - torch.as_tensor(key.space.start, device=x.device)).reshape(x.shape[0], -1)
+                nvec = key.space.nvec.reshape(-1)
+                out[key.name] = torch.cat([F.one_hot(values[:, i], int(n)) for i, n in enumerate(nvec)], -1).float()
+            else:
+                out[key.name] = x.reshape(x.shape[0], -1).float()
+        return out
+
+
+class ActionSpec:
+    """Encodes env actions as model vectors and back.
+
+    Discrete-like spaces become factors of categoricals (`nvec`); Box becomes `dim` values in [-1, 1]
+    scaled to the space's finite bounds.
+    """
+
+    def __init__(self, action_space: spaces.Space) -> None:
+        if not isinstance(action_space, SUPPORTED_ACTION_SPACES):
+            raise ValueError(
+                f"JEPADreamer does not support the action space {action_space}: use Discrete, Box, MultiDiscrete "
+                "or MultiBinary"
+            )
+        self.space = action_space
+        self.discrete = not isinstance(action_space, spaces.Box)
+        if isinstance(action_space, spaces.Discrete):
+            self.nvec = [int(action_space.n)]
+            self.start = np.array([int(action_space.start)])
+        elif isinstance(action_space, spaces.MultiDiscrete):
+            self.nvec = [int(n) for n in action_space.nvec.reshape(-1)]
+            self.start = np.asarray(action_space.start).reshape(-1)
+        elif isinstance(action_space, spaces.MultiBinary):
+            self.nvec = [2] * int(np.prod(action_space.shape))
+            self.start = np.zeros(len(self.nvec), dtype=np.int64)
+        else:
+            if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+                raise ValueError(
+                    f"JEPADreamer needs a Box action space with finite bounds, got {action_space}: "
+                    "wrap the env with gymnasium.wrappers.RescaleAction or ClipAction"
+                )
+            self.nvec = []
+            self.low = action_space.low.reshape(-1).astype(np.float32)
+            self.high = action_space.high.reshape(-1).astype(np.float32)
+        self.size = sum(self.nvec) if self.discrete else int(np.prod(action_space.shape))
+
+    def to_env(self, action: torch.Tensor) -> np.ndarray:
+        """Model actions (N, size) -> a batch of env actions (N, *space.shape)."""
+        n = action.shape[0]
+        if not self.discrete:
+            scaled = self.low + (action.cpu().numpy() + 1.0) * 0.5 * (self.high - self.low)
+            return scaled.reshape(n, *self.space.shape).astype(self.space.dtype)
+        indices = torch.stack([part.argmax(-1) for part in action.split(self.nvec, -1)], -1).cpu().numpy()
+        indices = indices + self.start
+        if isinstance(self.space, spaces.Discrete):
+            return indices[:, 0].astype(self.space.dtype)
+        return indices.reshape(n, *self.space.shape).astype(self.space.dtype)
+
+    def from_env(self, action: np.ndarray) -> np.ndarray:
+        """A batch of env actions (N, *space.shape) -> model actions (N, size), float32."""
+        action = np.asarray(action)
+        n = action.shape[0]
+        if not self.discrete:
+            flat = action.reshape(n, -1).astype(np.float32)
+            return np.clip(2.0 * (flat - self.low) / (self.high - self.low) - 1.0, -1.0, 1.0)
+        indices = action.reshape(n, -1).astype(np.int64) - self.start
+        encoded = np.zeros((n, self.size), dtype=np.float32)
+        offsets = np.cumsum([0] + self.nvec[:-1])
+        rows = np.arange(n)[:, None]
+        encoded[rows, offsets + indices] = 1.0
+        return encoded

@@ -1,0 +1,169 @@
+"""The world model: encoder + RSSM + heads, trained with JEPA prediction (default) or reconstruction."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from stable_baselines3.common.utils import polyak_update
+from torch import nn
+
+from wm_agent.config import JEPADreamerConfig
+from wm_agent.diagnostics import embedding_stats, latent_entropy
+from wm_agent.distributions import bernoulli_log_prob
+from wm_agent.spaces import ActionSpec, ObsSpec
+from wm_agent.world_model.encoders import ObsDecoder, ObsEncoder
+from wm_agent.world_model.heads import TwoHotHead, mlp
+from wm_agent.world_model.losses import barlow_twins, inverse_dynamics_loss, kl_balance, vicreg_terms
+from wm_agent.world_model.rssm import RSSM, Latent
+
+
+class WorldModel(nn.Module):
+    """Learns the latent dynamics from replayed sequences.
+
+    JEPA: the posterior features predict the target encoder's (no-gradient) embedding of the same
+    step, and the open-loop prior predicts those of steps t+1..t+K. Collapse is prevented by an
+    anti-collapse term on the online embeddings and an inverse-dynamics head.
+    Reconstruction: a decoder predicts the observation from the posterior features instead.
+    """
+
+    def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, cfg: JEPADreamerConfig) -> None:
+        super().__init__()
+        self.cfg, self.obs_spec, self.action_spec = cfg, obs_spec, action_spec
+        self.encoder = ObsEncoder(obs_spec, cfg)
+        self.rssm = RSSM(cfg, action_spec.size, cfg.embed)
+        self.reward_head = TwoHotHead(cfg.feat_size, cfg.hidden, cfg.mlp_layers, cfg.num_bins)
+        self.cont_head = mlp(cfg.feat_size, cfg.hidden, cfg.mlp_layers, 1)
+        if cfg.representation == "jepa":
+            if cfg.jepa_target == "ema":
+                self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+            self.predictor = mlp(cfg.feat_size, cfg.hidden, cfg.mlp_layers, cfg.embed)
+            self.inverse_head = mlp(2 * cfg.embed, cfg.hidden, cfg.mlp_layers, action_spec.size)
+        else:
+            self.decoder = ObsDecoder(obs_spec, cfg)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def preprocess(self, obs: dict[str, torch.Tensor], lead: int) -> dict[str, torch.Tensor]:
+        """Raw obs with `lead` leading dims -> preprocessed, flattened to one leading dim."""
+        flat = {k: v.reshape(-1, *v.shape[lead:]) for k, v in obs.items()}
+        return self.obs_spec.preprocess(flat, self.cfg.image_size)
+
+    @torch.no_grad()
+    def target_embed(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embeddings that the JEPA predictor regresses: from the EMA target encoder (or the online one), no grad."""
+        encoder = self.target_encoder if self.cfg.jepa_target == "ema" else self.encoder
+        return encoder(obs)
+
+    def update_target(self) -> None:
+        """Move the target encoder toward the online encoder by `jepa_target_rate` (1 makes it an exact copy)."""
+        if self.cfg.representation == "jepa" and self.cfg.jepa_target == "ema":
+            polyak_update(self.encoder.parameters(), self.target_encoder.parameters(), self.cfg.jepa_target_rate)
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor], Latent]:
+        """Total world-model loss on a batch of sequences, its terms, and the posterior states (B, T)."""
+        cfg = self.cfg
+        action, reward, is_first = batch["action"], batch["reward"], batch["is_first"]
+        batch_size, length = reward.shape
+        obs = self.preprocess(batch["obs"], 2)
+        embed = self.encoder(obs)  # (B * T, E)
+        post, post_logits, prior_logits = self.rssm.observe(embed.reshape(batch_size, length, -1), action, is_first)
+        feat = post.feat  # (B, T, F)
+
+        dyn, rep, kl = kl_balance(post_logits, prior_logits, cfg.kl_free)
+        reward_nll = -self.reward_head(feat).log_prob(reward)
+        cont_target = 1.0 - batch["terminated"].float()
+        cont_nll = -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target)
+        loss = (
+            cfg.kl_dyn_scale * dyn.mean()
+            + cfg.kl_rep_scale * rep.mean()
+            + cfg.reward_scale * reward_nll.mean()
+            + cfg.cont_scale * cont_nll.mean()
+        )
+        metrics = {
+            "kl": kl.mean(),
+            "dyn_loss": dyn.mean().detach(),
+            "rep_loss": rep.mean().detach(),
+            "reward_loss": reward_nll.mean().detach(),
+            "cont_loss": cont_nll.mean().detach(),
+            "post_entropy": latent_entropy(post_logits.detach()),
+            "prior_entropy": latent_entropy(prior_logits.detach()),
+        }
+        if cfg.representation == "jepa":
+            jepa_loss, jepa_metrics = self._jepa_loss(obs, embed, post, action, is_first)
+            loss = loss + jepa_loss
+            metrics.update(jepa_metrics)
+        else:
+            recon = self.decoder.loss(feat.reshape(batch_size * length, -1), obs).mean()
+            loss = loss + recon
+            metrics["recon_loss"] = recon.detach()
+            metrics.update(embedding_stats(embed))
+        metrics["model_loss"] = loss.detach()
+        return loss, metrics, post
+
+    def _jepa_loss(
+        self,
+        obs: dict[str, torch.Tensor],
+        embed: torch.Tensor,
+        post: Latent,
+        action: torch.Tensor,
+        is_first: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        batch_size, length = is_first.shape
+        K = cfg.jepa_horizon
+        # targets are layer-normalised so the loss scale does not depend on the embedding scale
+        target = F.layer_norm(self.target_embed(obs), (cfg.embed,)).reshape(batch_size, length, -1)  # (B, T, E)
+
+        same_step = (self.predictor(post.feat) - target).square().mean(-1)  # (B, T)
+
+        # k-step open-loop prediction from every posterior state; sequences are padded by K invalid steps
+        pad_action = torch.cat([action, action.new_zeros(batch_size, K, action.shape[-1])], 1)
+        pad_target = torch.cat([target, target.new_zeros(batch_size, K, target.shape[-1])], 1)
+        pad_first = torch.cat([is_first.float(), is_first.new_ones(batch_size, K).float()], 1)
+        state = post.flatten()
+        valid = torch.ones(batch_size, length, device=embed.device)
+        multi_step, multi_count = 0.0, 0.0
+        for k in range(1, K + 1):
+            state = self.rssm.img_step(state, pad_action[:, k : k + length].reshape(batch_size * length, -1))
+            valid = valid * (1.0 - pad_first[:, k : k + length])
+            pred = self.predictor(state.feat).reshape(batch_size, length, -1)
+            multi_step = multi_step + ((pred - pad_target[:, k : k + length]).square().mean(-1) * valid).sum()
+            multi_count = multi_count + valid.sum()
+        multi_step = multi_step / multi_count.clamp(min=1.0)
+
+        # the trivial predictor: repeat the previous step's target embedding
+        continuing = 1.0 - is_first[:, 1:].float()
+        copy_last = ((target[:, 1:] - target[:, :-1]).square().mean(-1) * continuing).sum() / continuing.sum().clamp(
+            min=1.0
+        )
+
+        if cfg.anti_collapse == "vicreg":
+            variance, covariance = vicreg_terms(embed)
+            anti_collapse = cfg.var_scale * variance + cfg.cov_scale * covariance
+        elif cfg.anti_collapse == "barlow":
+            anti_collapse = barlow_twins(self.predictor(post.feat).reshape(-1, cfg.embed), target.reshape(-1, cfg.embed),
+                                         cfg.barlow_redundancy)  # fmt: skip
+        else:
+            anti_collapse = embed.new_zeros(())
+
+        # inverse dynamics: embeddings of t and t + 1 predict the action stored at t + 1 (taken at t)
+        embed_seq = embed.reshape(batch_size, length, -1)
+        inverse_logits = self.inverse_head(torch.cat([embed_seq[:, :-1], embed_seq[:, 1:]], -1))
+        inverse_nll, inverse_acc = inverse_dynamics_loss(inverse_logits, action[:, 1:], self.action_spec.nvec)
+        inverse = (inverse_nll * continuing).sum() / continuing.sum().clamp(min=1.0)
+        inverse_acc = (inverse_acc * continuing).sum() / continuing.sum().clamp(min=1.0)
+
+        loss = cfg.jepa_scale * (same_step.mean() + multi_step) + anti_collapse + cfg.inverse_scale * inverse
+        metrics = {
+            "jepa_loss": same_step.mean().detach(),
+            "jepa_multistep_loss": multi_step.detach(),
+            "jepa_copy_last_baseline": copy_last,
+            "anti_collapse_loss": anti_collapse.detach(),
+            "inverse_loss": inverse.detach(),
+            "inverse_accuracy": inverse_acc.detach(),
+            **embedding_stats(embed),
+        }
+        return loss, metrics

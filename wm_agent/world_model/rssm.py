@@ -1,0 +1,106 @@
+"""Recurrent state-space model: a GRU deterministic state and categorical stochastic latents."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from wm_agent.config import JEPADreamerConfig
+from wm_agent.distributions import mode_one_hot, sample_one_hot, unimix_logits
+from wm_agent.world_model.heads import mlp
+
+
+class Latent(NamedTuple):
+    """The model state of a batch: `deter` (..., D) and the flattened one-hot latents `stoch` (..., S * C)."""
+
+    deter: torch.Tensor
+    stoch: torch.Tensor
+
+    @property
+    def feat(self) -> torch.Tensor:
+        """What heads, actor and critic read: (..., D + S * C)."""
+        return torch.cat([self.deter, self.stoch], -1)
+
+    def detach(self) -> Latent:
+        return Latent(self.deter.detach(), self.stoch.detach())
+
+    def flatten(self) -> Latent:
+        """Merge all leading dims into one: (B, T, ...) -> (B * T, ...)."""
+        return Latent(self.deter.reshape(-1, self.deter.shape[-1]), self.stoch.reshape(-1, self.stoch.shape[-1]))
+
+    def __getitem__(self, index) -> Latent:  # type: ignore[override]
+        if isinstance(index, int):  # keep tuple field access
+            return tuple.__getitem__(self, index)
+        return Latent(self.deter[index], self.stoch[index])
+
+
+class RSSM(nn.Module):
+    """h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]); prior p(z_t | h_t); posterior q(z_t | h_t, e_t)."""
+
+    def __init__(self, cfg: JEPADreamerConfig, action_size: int, embed_size: int) -> None:
+        super().__init__()
+        self.stoch, self.classes, self.unimix = cfg.stoch, cfg.classes, cfg.unimix
+        stoch_size = cfg.stoch * cfg.classes
+        self.img_in = mlp(stoch_size + action_size, cfg.hidden, 1)
+        self.gru = nn.GRUCell(cfg.hidden, cfg.deter)
+        self.prior_net = mlp(cfg.deter, cfg.hidden, 1, stoch_size)
+        self.post_net = mlp(cfg.deter + embed_size, cfg.hidden, 1, stoch_size)
+        self.deter_size = cfg.deter
+
+    def initial(self, batch_size: int, device: torch.device) -> Latent:
+        return Latent(
+            torch.zeros(batch_size, self.deter_size, device=device),
+            torch.zeros(batch_size, self.stoch * self.classes, device=device),
+        )
+
+    def _logits(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        logits = net(x).reshape(*x.shape[:-1], self.stoch, self.classes)
+        return unimix_logits(logits, self.unimix)  # (..., S, C)
+
+    def _sample(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
+        one_hot = sample_one_hot(logits) if sample else mode_one_hot(logits)
+        return one_hot.flatten(-2)
+
+    def deterministic_step(self, state: Latent, action: torch.Tensor) -> torch.Tensor:
+        """The next deterministic state from the previous latent and the action taken there."""
+        return self.gru(self.img_in(torch.cat([state.stoch, action], -1)), state.deter)
+
+    def prior_logits(self, deter: torch.Tensor) -> torch.Tensor:
+        return self._logits(self.prior_net, deter)
+
+    def img_step(self, state: Latent, action: torch.Tensor, sample: bool = True) -> Latent:
+        """One open-loop step through the prior (imagination and multi-step prediction)."""
+        deter = self.deterministic_step(state, action)
+        return Latent(deter, self._sample(self.prior_logits(deter), sample))
+
+    def obs_step(
+        self, state: Latent, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor, sample: bool = True
+    ) -> tuple[Latent, torch.Tensor]:
+        """One filtering step: reset where `is_first` (N,), advance, and condition on the embedding (N, E)."""
+        keep = (1.0 - is_first.float()).unsqueeze(-1)
+        state = Latent(state.deter * keep, state.stoch * keep)
+        deter = self.deterministic_step(state, action * keep)
+        logits = self._logits(self.post_net, torch.cat([deter, embed], -1))
+        return Latent(deter, self._sample(logits, sample)), logits
+
+    def observe(
+        self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor
+    ) -> tuple[Latent, torch.Tensor, torch.Tensor]:
+        """Filter a batch of sequences from zero state.
+
+        embed (B, T, E), action (B, T, A) (the action that led to step t), is_first (B, T).
+        Returns the posterior states (B, T, ...), posterior logits and prior logits (B, T, S, C).
+        """
+        batch, length = embed.shape[:2]
+        state = self.initial(batch, embed.device)
+        deters, stochs, post_logits = [], [], []
+        for t in range(length):
+            state, logits = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            deters.append(state.deter)
+            stochs.append(state.stoch)
+            post_logits.append(logits)
+        post = Latent(torch.stack(deters, 1), torch.stack(stochs, 1))
+        # the prior depends only on h_t, so it is computed for all steps at once after the loop
+        return post, torch.stack(post_logits, 1), self.prior_logits(post.deter)
