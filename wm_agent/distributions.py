@@ -89,8 +89,8 @@ class BoundedNormal(td.Normal):
         std = (max_std - min_std) * torch.sigmoid(std_logits + 2.0) + min_std
         super().__init__(torch.tanh(mean_logits), std, validate_args=False)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        return super().sample(sample_shape).clamp(-1, 1)
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        return super().sample(torch.Size(sample_shape)).clamp(-1, 1)
 
     @property
     def mode(self) -> torch.Tensor:

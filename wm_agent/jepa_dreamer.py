@@ -36,7 +36,8 @@ class JEPADreamer(BaseAlgorithm):
     :param preset: size preset of `wm_agent.config.PRESETS` ("tiny", "small" (default, for a laptop CPU), "medium",
         "large")
     :param config: a full `JEPADreamerConfig`, used instead of `preset` when given
-    :param config_overrides: any `JEPADreamerConfig` field, e.g. ``train_ratio=512`` or ``representation="reconstruction"``
+    :param config_overrides: any `JEPADreamerConfig` field, e.g. ``train_ratio=512`` or
+        ``representation="reconstruction"``
     """
 
     policy_aliases: ClassVar[dict[str, type[JEPADreamerPolicy]]] = {

@@ -55,7 +55,7 @@ class JEPADreamerPolicy(BasePolicy):
         episode_start: torch.Tensor,
         deterministic: bool = False,
     ) -> tuple[torch.Tensor, Latent]:
-        """One batched step: filter the new observation into the latent state, then sample (or take the mode of) the actor.
+        """One batched step: filter the new observation into the latent state, then act (sample, or the mode).
 
         obs: raw tensors (N, ...); latent/prev_action: the state after the previous step; episode_start (N,)
         resets the state of the envs whose episode begins with this observation. Returns model actions (N, A).

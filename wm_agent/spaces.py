@@ -94,7 +94,7 @@ class ObsSpec:
                 raise ValueError(f"Observation{where} contains NaN or inf: {value}")
 
     def preprocess(self, obs: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
-        """Raw observation tensors (N, ...) -> model inputs: images float (N, C, S, S) in [-0.5, 0.5], vectors (N, F)."""
+        """Raw observation tensors (N, ...) -> model inputs: images (N, C, S, S) in [-0.5, 0.5], vectors (N, F)."""
         out = {}
         for key in self.keys:
             x = obs[key.name]

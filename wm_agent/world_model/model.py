@@ -144,8 +144,8 @@ class WorldModel(nn.Module):
             variance, covariance = vicreg_terms(embed)
             anti_collapse = cfg.var_scale * variance + cfg.cov_scale * covariance
         elif cfg.anti_collapse == "barlow":
-            anti_collapse = barlow_twins(self.predictor(post.feat).reshape(-1, cfg.embed), target.reshape(-1, cfg.embed),
-                                         cfg.barlow_redundancy)  # fmt: skip
+            prediction = self.predictor(post.feat).reshape(-1, cfg.embed)
+            anti_collapse = barlow_twins(prediction, target.reshape(-1, cfg.embed), cfg.barlow_redundancy)
         else:
             anti_collapse = embed.new_zeros(())
 
