@@ -1,0 +1,163 @@
+"""The `wm-agent` command: train, evaluate and compare agents (rl-baselines3-zoo habits)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import pathlib
+import sys
+import time
+from typing import Any
+
+ALGOS = ("jepa_dreamer", "ppo", "a2c", "dqn", "sac", "td3")
+
+
+def _register_project_envs() -> None:
+    """Make the project's `wm/...` ids available when the `envs` package is installed beside wm_agent."""
+    try:
+        import envs  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
+    """`["k=v", ...]` -> {k: literal(v)}; values that are not Python literals stay strings."""
+    kwargs = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"wm-agent: expected KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
+
+
+def _algo_class(name: str):
+    if name == "jepa_dreamer":
+        from wm_agent import JEPADreamer
+
+        return JEPADreamer
+    import stable_baselines3
+
+    return getattr(stable_baselines3, name.upper())
+
+
+def _policy_for(env) -> str:
+    from gymnasium import spaces
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    if isinstance(env.observation_space, spaces.Dict):
+        return "MultiInputPolicy"
+    return "CnnPolicy" if is_image_space(env.observation_space, check_channels=False) else "MlpPolicy"
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train an agent, evaluate it on a separate env, save it, and print where it went."""
+    import torch
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _register_project_envs()
+    env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=_parse_kwargs(args.env_kwargs))
+    algo_kwargs = _parse_kwargs(args.hyperparams)
+    if args.algo == "jepa_dreamer":
+        algo_kwargs.setdefault("preset", args.preset)
+    model = _algo_class(args.algo)(
+        _policy_for(env), env, seed=args.seed, verbose=args.verbose, tensorboard_log=args.tensorboard_log, **algo_kwargs
+    )
+    start = time.perf_counter()
+    model.learn(args.n_timesteps, progress_bar=not args.no_progress)
+    train_seconds = time.perf_counter() - start
+
+    out_dir = pathlib.Path(args.log_folder) / args.algo
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{args.env.replace('/', '-')}_seed{args.seed}.zip"
+    model.save(path)
+
+    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 1000, env_kwargs=_parse_kwargs(args.env_kwargs))
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
+    print(
+        f"{args.algo} on {args.env}: {args.n_timesteps} env steps in {train_seconds:.0f} s; "
+        f"eval return {mean:.1f} +/- {std:.1f} over {args.eval_episodes} deterministic episodes; saved to {path}"
+    )
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a saved agent: mean +/- std of the return over N deterministic episodes."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    _register_project_envs()
+    model = _algo_class(args.algo).load(args.path, device=args.device)
+    env_id = args.env or getattr(model, "env_id", None)
+    if env_id is None:
+        raise SystemExit("wm-agent eval: pass --env ID (the checkpoint does not record its env)")
+    env = make_vec_env(env_id, n_envs=1, seed=args.seed)
+    mean, std = evaluate_policy(model, env, n_eval_episodes=args.n_episodes, deterministic=not args.stochastic)
+    print(f"{args.path} on {env_id}: {mean:.2f} +/- {std:.2f} over {args.n_episodes} episodes")
+    return 0
+
+
+def compare(rest: list[str]) -> int:
+    """Run the benchmarks harness (benchmarks/compare.py of a source checkout)."""
+    for root in (pathlib.Path.cwd(), pathlib.Path(__file__).resolve().parents[1]):
+        if (root / "benchmarks" / "compare.py").exists():
+            sys.path.insert(0, str(root))
+            from benchmarks.compare import main as compare_main
+
+            return compare_main(rest)
+    raise SystemExit(
+        "wm-agent compare needs the benchmarks/ folder of a wm-agent source checkout: run it from the repository root"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wm-agent", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("train", help="train, evaluate and save an agent")
+    p.add_argument("--env", required=True, help="Gymnasium id, e.g. CartPole-v1 or wm/PixelCartPole-v0")
+    p.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
+    p.add_argument("-n", "--n-timesteps", type=int, default=20_000, help="env steps to train for")
+    p.add_argument("--preset", default="small", help="JEPADreamer size preset: tiny, small, medium, large")
+    p.add_argument("--hyperparams", nargs="*", default=[], metavar="K=V", help="constructor overrides")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
+    p.add_argument("--n-envs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-f", "--log-folder", default="logs", help="where the agent is saved: FOLDER/ALGO/ENV_seedN.zip")
+    p.add_argument("--tensorboard-log", default=None)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("eval", help="evaluate a saved agent")
+    p.add_argument("path", help="a saved .zip")
+    p.add_argument("--env", default=None, help="env id (required unless the checkpoint records it)")
+    p.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
+    p.add_argument("-n", "--n-episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=evaluate)
+
+    commands.add_parser("compare", help="compare agents side by side (see `wm-agent compare --help`)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "compare":
+        return compare(argv[1:])
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
