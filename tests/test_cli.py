@@ -1,0 +1,41 @@
+"""The wm-agent command: train, eval, compare wiring, bad arguments."""
+
+from __future__ import annotations
+
+import pytest
+
+from wm_agent.cli import main
+
+
+def test_train_then_eval(tmp_path, capsys):
+    args = ["train", "--env", "CartPole-v1", "-n", "120", "--preset", "tiny", "--no-progress", "-f", str(tmp_path)]
+    assert main([*args, "--hyperparams", "learning_starts=24", "train_ratio=16", "--eval-episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    saved = tmp_path / "jepa_dreamer" / "CartPole-v1_seed0.zip"
+    assert saved.exists()
+    assert "eval return" in out and str(saved) in out
+
+    assert main(["eval", str(saved), "--env", "CartPole-v1", "-n", "2"]) == 0
+    assert "+/-" in capsys.readouterr().out
+
+
+def test_train_sb3_algo(tmp_path):
+    args = ["train", "--env", "CartPole-v1", "--algo", "ppo", "-n", "64", "--no-progress", "-f", str(tmp_path)]
+    assert main([*args, "--hyperparams", "n_steps=32", "batch_size=32", "--eval-episodes", "1"]) == 0
+    assert (tmp_path / "ppo" / "CartPole-v1_seed0.zip").exists()
+
+
+def test_compare_is_wired(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--help"])
+    assert exit_info.value.code == 0
+    assert "wm-agent compare" in capsys.readouterr().out
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        main(["train", "--env", "CartPole-v1", "--algo", "nope"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        main(["train", "--env", "CartPole-v1", "--hyperparams", "train_ratio"])
+    with pytest.raises(ValueError, match="corrupted"):
+        main(["eval", __file__, "--env", "CartPole-v1"])
