@@ -26,12 +26,16 @@ def sample_batch(model):
     return model.replay_buffer.sample(cfg.batch_size, cfg.seq_len, model.device)
 
 
-def test_behavior_losses_do_not_touch_world_model(trained):
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])  # REINFORCE and dynamics backprop
+def test_behavior_losses_do_not_touch_world_model(env_id, tiny_kwargs):
+    trained = JEPADreamer("MlpPolicy", env_id, **tiny_kwargs)
+    trained.learn(80)
     policy = trained.policy
     world_model = policy.world_model
     _, _, post = world_model.loss(sample_batch(trained))
     start = post.detach().flatten()
     before = [p.detach().clone() for p in world_model.parameters()]
+    n_trainable = len(world_model.trainable_parameters())
     for p in world_model.parameters():
         p.grad = None
     actor_loss, critic_loss, _ = policy.behavior.loss(world_model, start, torch.ones(start.deter.shape[0]))
@@ -43,6 +47,7 @@ def test_behavior_losses_do_not_touch_world_model(trained):
     policy.actor_optimizer.step()
     policy.critic_optimizer.step()
     assert all(torch.equal(a, b) for a, b in zip(before, world_model.parameters()))
+    assert len(world_model.trainable_parameters()) == n_trainable  # unfrozen again after imagination
 
 
 def test_jepa_target_gets_no_gradient(trained):

@@ -7,7 +7,9 @@ the critic regresses the returns with a two-hot head and is regularised toward a
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from stable_baselines3.common.utils import polyak_update
@@ -32,6 +34,10 @@ class ActionDist:
             mean, std = out.chunk(2, -1)
             self.normal = BoundedNormal(mean, std, cfg.min_std, cfg.max_std)
 
+    def rsample(self) -> torch.Tensor:
+        """Reparameterised sample (continuous actions only), clipped to [-1, 1]."""
+        return self.normal.rsample().clamp(-1, 1)
+
     def sample(self) -> torch.Tensor:
         if not self.nvec:
             return self.normal.sample()
@@ -52,6 +58,19 @@ class ActionDist:
         if not self.nvec:
             return self.normal.entropy().sum(-1)
         return sum(-(lp.exp() * lp).sum(-1) for lp in self.log_probs)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Let gradients flow through `module` to its inputs without any reaching its weights."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 class Actor(nn.Module):
@@ -111,49 +130,71 @@ class Behavior(nn.Module):
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.return_norm = ReturnNormalizer(cfg.return_norm_decay, cfg.return_norm_percentiles)
 
-    @torch.no_grad()
-    def imagine(self, world_model: WorldModel, start: Latent) -> tuple[torch.Tensor, torch.Tensor]:
-        """Roll the prior forward `horizon` steps with the actor. Returns feats (H + 1, N, F) and actions (H, N, A)."""
+    def imagine(
+        self, world_model: WorldModel, start: Latent, backprop: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Roll the prior forward `horizon` steps with the actor. Returns feats (H + 1, N, F) and actions (H, N, A).
+
+        With `backprop`, actions are reparameterised samples and the rollout keeps its graph, so returns can be
+        differentiated through the (frozen) dynamics with respect to the actions.
+        """
         state, feats, actions = start, [start.feat], []
-        for _ in range(self.cfg.horizon):
-            action = self.actor(state.feat).sample()
-            state = world_model.rssm.img_step(state, action)
-            feats.append(state.feat)
-            actions.append(action)
+        with torch.set_grad_enabled(backprop):
+            for _ in range(self.cfg.horizon):
+                policy = self.actor(state.feat.detach())
+                action = policy.rsample() if backprop else policy.sample()
+                state = world_model.rssm.img_step(state, action)
+                feats.append(state.feat)
+                actions.append(action)
         return torch.stack(feats), torch.stack(actions)
 
     def loss(
         self, world_model: WorldModel, start: Latent, start_cont: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Actor and critic losses from imagined rollouts that start at `start` (N) with continue flags (N,)."""
+        """Actor and critic losses from imagined rollouts that start at `start` (N) with continue flags (N,).
+
+        Discrete actions: REINFORCE on normalised advantages. Continuous actions: the normalised lambda-returns are
+        backpropagated through the frozen world model into the actions (as Dreamer does). Either way no gradient
+        reaches a world-model weight.
+        """
         cfg = self.cfg
-        feats, actions = self.imagine(world_model, start.detach())
-        value_logits = self.critic.net(feats)  # (H + 1, N, bins); the last step only bootstraps the returns
+        backprop = not self.actor.action_spec.discrete
+        with frozen(world_model):
+            feats, actions = self.imagine(world_model, start.detach(), backprop)
+            with torch.set_grad_enabled(backprop):
+                reward = world_model.reward_head(feats[1:]).mean  # (H, N)
+                # backprop bootstraps with the slow critic: its weights never take gradient
+                bootstrap = self.slow_critic(feats).mean if backprop else None
+            with torch.no_grad():
+                cont = torch.cat([start_cont[None], torch.sigmoid(world_model.cont_head(feats[1:])).squeeze(-1)])
+
+        value_logits = self.critic.net(feats.detach())  # (H + 1, N, bins); the last step only bootstraps
         with torch.no_grad():
             value = TwoHot(value_logits.detach(), self.critic.bins).mean  # (H + 1, N)
-            reward = world_model.reward_head(feats[1:]).mean  # (H, N)
-            cont = torch.cat([start_cont[None], torch.sigmoid(world_model.cont_head(feats[1:])).squeeze(-1)])
-            returns = lambda_returns(reward, value, cfg.gamma * cont[1:], cfg.lam)
+            slow_value = self.slow_critic(feats[:-1].detach()).mean
             # probability that the imagined trajectory is still alive at each step where an action is taken
             weight = torch.cumprod(cont[:-1], 0)
-            scale = self.return_norm.update(returns)
-            advantage = (returns - value[:-1]) / scale
-            slow_value = self.slow_critic(feats[:-1]).mean
+        returns = lambda_returns(reward, value if bootstrap is None else bootstrap, cfg.gamma * cont[1:], cfg.lam)
+        scale = self.return_norm.update(returns)
 
-        policy = self.actor(feats[:-1])
+        policy = self.actor(feats[:-1].detach())
         entropy = policy.entropy()
-        actor_loss = -(weight * (policy.log_prob(actions) * advantage + cfg.entropy_scale * entropy)).mean()
+        if backprop:
+            objective = returns / scale
+        else:
+            objective = policy.log_prob(actions) * ((returns - value[:-1]) / scale).detach()
+        actor_loss = -(weight * (objective + cfg.entropy_scale * entropy)).mean()
 
         value_dist = TwoHot(value_logits[:-1], self.critic.bins)
-        critic_nll = -value_dist.log_prob(returns) - cfg.slow_critic_scale * value_dist.log_prob(slow_value)
+        critic_nll = -value_dist.log_prob(returns.detach()) - cfg.slow_critic_scale * value_dist.log_prob(slow_value)
         critic_loss = (weight * critic_nll).mean()
 
         metrics = {
             "actor_loss": actor_loss.detach(),
             "critic_loss": critic_loss.detach(),
             "actor_entropy": entropy.mean().detach(),
-            "imagined_return": returns.mean(),
-            "imagined_reward": reward.mean(),
+            "imagined_return": returns.mean().detach(),
+            "imagined_reward": reward.mean().detach(),
             "imagined_cont": cont[1:].mean(),
             "return_scale": scale.clone(),
         }
