@@ -54,9 +54,9 @@ class JEPADreamerConfig:
 
     # --- behavior (imagination) ---
     horizon: int = 15
-    gamma: float = 0.997
+    gamma: float = 0.99  # measured: learns CartPole/Pendulum faster than DreamerV3's 0.997 at our budgets
     lam: float = 0.95
-    actor_lr: float = 1e-4
+    actor_lr: float = 3e-5
     critic_lr: float = 1e-4
     ac_grad_clip: float = 100.0
     entropy_scale: float = 3e-4
