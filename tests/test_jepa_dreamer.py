@@ -318,6 +318,8 @@ def test_predict_bad_input_raises_clearly(tiny_kwargs):
         model.predict(np.zeros(5, np.float32))
     with pytest.raises(ValueError, match="NaN"):
         model.predict(np.array([0.0, np.nan, 0.0, 0.0], np.float32))
+    with pytest.raises(ValueError, match="dict"):
+        model.predict({"obs": np.zeros(4, np.float32)})
     _, state = model.predict(np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match="state does not match"):
         model.predict(np.zeros((3, 4), np.float32), state=state)

@@ -264,7 +264,7 @@ class JEPADreamer(BaseAlgorithm):
             start_cont = 1.0 - batch["terminated"].float().reshape(-1)
             if cfg.imagine_starts and cfg.imagine_starts < start_cont.shape[0]:
                 keep = torch.randperm(start_cont.shape[0], device=self.device)[: cfg.imagine_starts]
-                start, start_cont = start[keep], start_cont[keep]
+                start, start_cont = start.select(keep), start_cont[keep]
             actor_loss, critic_loss, behavior_metrics = policy.behavior.loss(policy.world_model, start, start_cont)
             policy.actor_optimizer.zero_grad(set_to_none=True)
             policy.critic_optimizer.zero_grad(set_to_none=True)

@@ -86,9 +86,12 @@ class JEPADreamerPolicy(BasePolicy):
         Pass back the returned `state`, and `episode_start` (True where an episode begins), as with RecurrentPPO.
         """
         self.set_training_mode(False)
+        if isinstance(observation, dict) != self.obs_spec.is_dict:
+            raise ValueError(f"Expected {'a dict' if self.obs_spec.is_dict else 'an array'} observation for the space "
+                             f"{self.observation_space}, got {type(observation).__name__}")  # fmt: skip
+        self.obs_spec.check_finite(self.obs_spec.as_dict(observation))
         obs_tensor, vectorized = self.obs_to_tensor(observation)  # checks shapes, transposes channel-last images
         obs_dict = self.obs_spec.as_dict(obs_tensor)
-        self.obs_spec.check_finite({k: v.cpu().numpy() for k, v in obs_dict.items()})
         n = next(iter(obs_dict.values())).shape[0]
         if state is None:
             latent, prev_action = self.initial_state(n)

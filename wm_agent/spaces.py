@@ -88,6 +88,8 @@ class ObsSpec:
     def check_finite(self, obs: dict[str, np.ndarray]) -> None:
         """Raise a clear error on NaN or inf in a float observation (images and integers cannot hold them)."""
         for key in self.vector_keys:
+            if key.name not in obs:
+                continue  # a missing key is reported by the shape checks
             value = np.asarray(obs[key.name])
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 where = f" (key {key.name!r})" if self.is_dict else ""

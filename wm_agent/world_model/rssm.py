@@ -30,9 +30,8 @@ class Latent(NamedTuple):
         """Merge all leading dims into one: (B, T, ...) -> (B * T, ...)."""
         return Latent(self.deter.reshape(-1, self.deter.shape[-1]), self.stoch.reshape(-1, self.stoch.shape[-1]))
 
-    def __getitem__(self, index) -> Latent:  # type: ignore[override]
-        if isinstance(index, int):  # keep tuple field access
-            return tuple.__getitem__(self, index)
+    def select(self, index: torch.Tensor) -> Latent:
+        """The states at `index` of the leading dim."""
         return Latent(self.deter[index], self.stoch[index])
 
 
