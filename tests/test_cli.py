@@ -39,3 +39,13 @@ def test_bad_arguments():
         main(["train", "--env", "CartPole-v1", "--hyperparams", "train_ratio"])
     with pytest.raises(ValueError, match="corrupted"):
         main(["eval", __file__, "--env", "CartPole-v1"])
+
+
+def test_eval_a_packaged_agent_and_list(tmp_path, capsys, tiny_kwargs):
+    from wm_agent import JEPADreamer, package
+
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    folder = package(model, tmp_path, "CartPole-v1", 9.0, 1.0, 2)
+    assert main(["eval", str(folder), "-n", "2"]) == 0  # the env id comes from the agent's results.json
+    assert "on CartPole-v1" in capsys.readouterr().out
+    assert main(["list"]) == 0

@@ -93,13 +93,35 @@ def evaluate(args: argparse.Namespace) -> int:
     from stable_baselines3.common.evaluation import evaluate_policy
 
     _register_project_envs()
-    model = _algo_class(args.algo).load(args.path, device=args.device)
-    env_id = args.env or getattr(model, "env_id", None)
+    path = pathlib.Path(args.path)
+    if args.algo == "jepa_dreamer" and not (path.is_file() or path.with_suffix(".zip").is_file()):
+        from wm_agent.pretrained import load_pretrained
+
+        model = load_pretrained(args.path, device=args.device)  # a shipped env id, an agent folder or a hub id
+        env_id = args.env or model.pretrained_info["env_id"]
+    else:
+        model = _algo_class(args.algo).load(args.path, device=args.device)
+        env_id = args.env
     if env_id is None:
-        raise SystemExit("wm-agent eval: pass --env ID (the checkpoint does not record its env)")
+        raise SystemExit("wm-agent eval: pass --env ID for a bare checkpoint")
     env = make_vec_env(env_id, n_envs=1, seed=args.seed)
     mean, std = evaluate_policy(model, env, n_eval_episodes=args.n_episodes, deterministic=not args.stochastic)
     print(f"{args.path} on {env_id}: {mean:.2f} +/- {std:.2f} over {args.n_episodes} episodes")
+    return 0
+
+
+def list_agents(args: argparse.Namespace) -> int:
+    """Print the shipped pretrained agents with their scores."""
+    from wm_agent.pretrained import list_pretrained
+
+    agents = list_pretrained()
+    if not agents:
+        print("No pretrained agents are shipped with this installation.")
+    for agent in agents:
+        print(
+            f"{agent['env_id']:<28} {agent['eval_mean']:>9.1f} +/- {agent['eval_std']:<7.1f} "
+            f"after {agent['n_timesteps']} steps   wm-agent eval {agent['env_id']}"
+        )
     return 0
 
 
@@ -138,14 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=train)
 
     p = commands.add_parser("eval", help="evaluate a saved agent")
-    p.add_argument("path", help="a saved .zip")
-    p.add_argument("--env", default=None, help="env id (required unless the checkpoint records it)")
+    p.add_argument("path", help="a saved .zip, a pretrained agent folder, a shipped env id or a hub repo id")
+    p.add_argument("--env", default=None, help="env id (required for a bare .zip)")
     p.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
     p.add_argument("-n", "--n-episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=evaluate)
+
+    p = commands.add_parser("list", help="list the shipped pretrained agents")
+    p.set_defaults(func=list_agents)
 
     commands.add_parser("compare", help="compare agents side by side (see `wm-agent compare --help`)", add_help=False)
     return parser

@@ -1,0 +1,75 @@
+"""Pretrained agent folders: package, load from folder / zip / name, fine-tune, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+
+from wm_agent import JEPADreamer, list_pretrained, load_pretrained, package
+from wm_agent.pretrained import model_name
+
+
+@pytest.fixture
+def packaged(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(80)
+    folder = package(model, tmp_path, "CartPole-v1", 12.5, 1.5, 4, command="pytest")
+    return model, folder
+
+
+def test_package_writes_the_hub_layout(packaged):
+    model, folder = packaged
+    assert folder.name == "jepa_dreamer-CartPole-v1"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "jepa_dreamer-CartPole-v1.zip",
+        "results.json",
+    ]
+    results = json.loads((folder / "results.json").read_text())
+    assert results["env_id"] == "CartPole-v1" and results["n_timesteps"] == 80 and results["eval_mean"] == 12.5
+    assert set(results["versions"]) >= {"wm_agent", "torch", "stable_baselines3", "gymnasium"}
+    assert json.loads((folder / "config.json").read_text())["deter"] == model.config.deter
+
+
+def test_load_from_folder_and_zip_gives_the_same_agent(packaged):
+    model, folder = packaged
+    obs = np.array([0.01, -0.02, 0.03, 0.0], np.float32)
+    expected, _ = model.predict(obs, deterministic=True)
+    for source in (folder, folder / "jepa_dreamer-CartPole-v1.zip"):
+        loaded = load_pretrained(source)
+        assert loaded.pretrained_info["env_id"] == "CartPole-v1"
+        np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
+
+
+def test_fine_tune_after_loading(packaged):
+    _, folder = packaged
+    model = load_pretrained(folder, env=make_vec_env("CartPole-v1", seed=7))
+    model.learn(40, reset_num_timesteps=False)
+    assert model.num_timesteps == 120
+
+
+def test_wrong_env_and_unknown_names_raise_clearly(packaged):
+    _, folder = packaged
+    with pytest.raises(ValueError, match="spaces do not match"):
+        load_pretrained(folder, env=make_vec_env("Pendulum-v1"))
+    with pytest.raises(ValueError, match="No pretrained agent 'NoSuchEnv-v0'"):
+        load_pretrained("NoSuchEnv-v0")
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        load_pretrained(folder.parent)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("huggingface_hub") is not None, reason="checks the message without it")
+def test_hub_id_without_huggingface_hub_says_what_to_install():
+    with pytest.raises(ImportError, match="huggingface_hub"):
+        load_pretrained("someone/jepa_dreamer-CartPole-v1")
+
+
+def test_names_and_listing():
+    assert model_name("wm/PixelCartPole-v0") == "jepa_dreamer-wm-PixelCartPole-v0"
+    for agent in list_pretrained():
+        assert {"env_id", "eval_mean", "eval_std", "n_timesteps", "folder"} <= set(agent)
