@@ -369,3 +369,74 @@ def test_bad_checkpoints_raise_clearly(tmp_path, tiny_kwargs):
 def test_config_or_overrides_not_both():
     with pytest.raises(TypeError, match="either"):
         JEPADreamer("MlpPolicy", "CartPole-v1", config=JEPADreamerConfig(), train_ratio=3)
+
+
+def test_stop_on_episode_end_then_resume_keeps_replay_consistent(tiny_kwargs):
+    env = make_vec_env(lambda: SpaceEnv(OBS_SPACES["box"], ACTION_SPACES["discrete"], length=5), n_envs=1, seed=0)
+    model = JEPADreamer("MlpPolicy", env, **{**tiny_kwargs, "learning_starts": 10**6})
+    model.learn(100, callback=StopTrainingOnMaxEpisodes(max_episodes=1))
+    assert model.num_timesteps == 5
+    model.learn(3, reset_num_timesteps=False)
+    replay = model.replay_buffer
+    # first obs, 4 steps, the terminal obs, then the next episode starts afresh
+    np.testing.assert_array_equal(replay.is_first[0, :10], [1, 0, 0, 0, 0, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(replay.terminated[0, :10], [0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+
+
+def test_rollout_callbacks_and_action_locals(tiny_kwargs):
+    class Recorder(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.rollouts = 0
+
+        def _on_rollout_start(self):
+            self.rollouts += 1
+
+        def _on_step(self):
+            assert self.locals["actions"].shape == (1,)
+            assert self.locals["buffer_actions"].shape == (1, 2)  # one-hot of Discrete(2)
+            return True
+
+    recorder = Recorder()
+    JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs).learn(30, callback=recorder)
+    assert recorder.rollouts == 30
+
+
+def test_inference_load_builds_no_replay_and_load_overrides_config(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(60)
+    model.save(tmp_path / "agent")
+    assert JEPADreamer.load(tmp_path / "agent").replay_buffer is None
+    tuned = JEPADreamer.load(tmp_path / "agent", env=make_vec_env("CartPole-v1"), learning_starts=0, actor_lr=1e-3)
+    assert tuned.config.learning_starts == 0 and tuned.config.deter == model.config.deter
+    assert tuned.policy.actor_optimizer.param_groups[0]["lr"] == 1e-3
+    with pytest.raises(ValueError, match="jepa_horizon"):
+        JEPADreamer.load(tmp_path / "agent", jepa_horizon=-1)
+
+
+def test_policy_save_load_roundtrip(tmp_path, tiny_kwargs):
+    from wm_agent import JEPADreamerPolicy
+
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = JEPADreamerPolicy.load(tmp_path / "policy.pth")
+    obs = np.array([0.1, 0.0, -0.1, 0.2], np.float32)
+    assert policy.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
+
+
+def test_no_multistep_prediction_and_config_checks(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **{**tiny_kwargs, "jepa_horizon": 0})
+    model.learn(60)
+    assert model._n_updates > 0
+    with pytest.raises(ValueError, match="multiple of 16"):
+        make_config(image_size=40)
+    with pytest.raises(ValueError, match="training could never start"):
+        JEPADreamer("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4), **{**tiny_kwargs, "buffer_size": 20}).learn(10)
+
+
+def test_vecnormalize_warns(tiny_kwargs):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    model = JEPADreamer("MlpPolicy", VecNormalize(make_vec_env("CartPole-v1")), **tiny_kwargs)
+    with pytest.warns(UserWarning, match="VecNormalize"):
+        model.learn(10)

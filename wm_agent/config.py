@@ -81,8 +81,10 @@ class JEPADreamerConfig:
             raise ValueError(f"train_ratio must be positive, got {self.train_ratio}")
         if self.seq_len < 2 or self.batch_size < 1:
             raise ValueError("seq_len must be >= 2 and batch_size >= 1")
-        if self.jepa_horizon >= self.seq_len:
-            raise ValueError(f"jepa_horizon ({self.jepa_horizon}) must be smaller than seq_len ({self.seq_len})")
+        if self.image_size % 16 or self.image_size < 16:
+            raise ValueError(f"image_size must be a multiple of 16 (four stride-2 stages), got {self.image_size}")
+        if not 0 <= self.jepa_horizon < self.seq_len:
+            raise ValueError(f"jepa_horizon must be in [0, seq_len={self.seq_len}), got {self.jepa_horizon}")
 
     @property
     def feat_size(self) -> int:

@@ -15,9 +15,13 @@ def effective_rank(embed: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(p * p.log()).sum())
 
 
-def embedding_stats(embed: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-dimension std (mean over dims), std of the L2-normalised embeddings (healthy ~1/sqrt(D)), RankMe."""
+def embedding_stats(embed: torch.Tensor, max_rows: int = 256) -> dict[str, torch.Tensor]:
+    """Per-dimension std (mean over dims), std of the L2-normalised embeddings (healthy ~1/sqrt(D)), RankMe.
+
+    Computed on at most `max_rows` evenly strided rows, so the SVD stays cheap at every update.
+    """
     embed = embed.detach().reshape(-1, embed.shape[-1]).float()
+    embed = embed[:: max(1, embed.shape[0] // max_rows)]
     normalised = torch.nn.functional.normalize(embed, dim=-1)
     return {
         "embed_std": embed.std(0).mean(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import pathlib
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
+from stable_baselines3.common.save_util import json_to_data, load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 
@@ -94,9 +95,7 @@ class JEPADreamer(BaseAlgorithm):
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.config, **self.policy_kwargs)
         self.policy = self.policy.to(self.device)
-        self.replay_buffer: SequenceReplay | None = None
-        if self.n_envs:
-            self._make_replay()
+        self.replay_buffer: SequenceReplay | None = None  # made by the first learn(): inference needs none
         self._act_state = None  # (latent, previous action) of the envs being collected from
         self._train_credit = 0.0
         self._metric_sums: torch.Tensor | None = None
@@ -105,8 +104,14 @@ class JEPADreamer(BaseAlgorithm):
         self._train_seconds = 0.0
 
     def _make_replay(self) -> None:
+        cfg = self.config
+        if cfg.buffer_size // self.n_envs < cfg.seq_len:
+            raise ValueError(
+                f"buffer_size={cfg.buffer_size} leaves {cfg.buffer_size // self.n_envs} steps per env for "
+                f"{self.n_envs} envs, fewer than seq_len={cfg.seq_len}: training could never start"
+            )
         self.replay_buffer = SequenceReplay(
-            self.config.buffer_size, self.n_envs, self.policy.obs_spec, self.policy.action_spec.size, seed=self.seed
+            cfg.buffer_size, self.n_envs, self.policy.obs_spec, self.policy.action_spec.size, seed=self.seed
         )
 
     def _excluded_save_params(self) -> list[str]:
@@ -119,13 +124,13 @@ class JEPADreamer(BaseAlgorithm):
         """Use a new env (same spaces). The replay is kept unless the number of envs changes."""
         previous_n_envs = self.n_envs
         super().set_env(env, force_reset)
-        if self.replay_buffer is None or self.n_envs != previous_n_envs:
-            if self.replay_buffer is not None and len(self.replay_buffer) > 0:
+        if self.replay_buffer is not None and self.n_envs != previous_n_envs:
+            if len(self.replay_buffer) > 0:
                 warnings.warn(
                     f"The number of envs changed ({previous_n_envs} -> {self.n_envs}): starting a new, empty replay",
                     stacklevel=2,
                 )
-            self._make_replay()
+            self.replay_buffer = None
         self._act_state = None
 
     # ------------------------------------------------------------------ learning
@@ -147,6 +152,15 @@ class JEPADreamer(BaseAlgorithm):
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
+        if self.replay_buffer is None:
+            self._make_replay()
+        if self._vec_normalize_env is not None:
+            warnings.warn(
+                "JEPADreamer replays what the VecEnv returns: under VecNormalize, old and new steps are scaled by "
+                "different running statistics. Symlog inputs and two-hot rewards make VecNormalize unnecessary; "
+                "prefer the raw env.",
+                stacklevel=2,
+            )
         if env_is_reset or self._act_state is None:
             self._start_episodes()
         callback.on_training_start(locals(), globals())
@@ -164,18 +178,13 @@ class JEPADreamer(BaseAlgorithm):
         self._act_state = self.policy.initial_state(n)
         obs = self.policy.obs_spec.as_dict(self._last_obs)
         self.policy.obs_spec.check_finite(obs)
-        self.replay_buffer.add(
-            obs,
-            np.zeros((n, self.policy.action_spec.size), np.float32),
-            np.zeros(n),
-            np.zeros(n, bool),
-            np.ones(n, bool),
-        )
+        self._store_episode_starts(obs, np.arange(n))
         self._last_episode_starts = np.ones(n, dtype=bool)
 
     def _collect_step(self, callback: BaseCallback, log_interval: int) -> bool:
         """One VecEnv step with one batched forward; stores the transition. Returns False when a callback stops."""
         policy, obs_spec, action_spec = self.policy, self.policy.obs_spec, self.policy.action_spec
+        callback.on_rollout_start()
         obs = obs_spec.as_dict(self._last_obs)
         obs_tensor = {k: torch.as_tensor(v, device=self.device) for k, v in obs.items()}
         episode_start = torch.as_tensor(self._last_episode_starts, device=self.device, dtype=torch.float32)
@@ -183,53 +192,57 @@ class JEPADreamer(BaseAlgorithm):
         action, latent = policy.act(obs_tensor, latent, prev_action, episode_start)
         if self.num_timesteps < self.config.learning_starts:
             # prefill with uniform random actions; the latent state still follows the actions taken
-            env_actions = np.stack([self.action_space.sample() for _ in range(self.n_envs)])
-            model_actions = action_spec.from_env(env_actions)
-            action = torch.as_tensor(model_actions, device=self.device)
+            actions = np.stack([self.action_space.sample() for _ in range(self.n_envs)])
+            buffer_actions = action_spec.from_env(actions)
+            action = torch.as_tensor(buffer_actions, device=self.device)
         else:
-            env_actions = action_spec.to_env(action)
-            model_actions = action.cpu().numpy()
+            buffer_actions = action.cpu().numpy()
+            actions = action_spec.to_env(buffer_actions)
         self._act_state = (latent, action)
 
-        new_obs, rewards, dones, infos = self.env.step(env_actions)
+        new_obs, rewards, dones, infos = self.env.step(actions)
         self.num_timesteps += self.n_envs
+        # store before the callbacks run, so a callback that stops training leaves replay and state consistent
+        self._store_transition(new_obs, buffer_actions, rewards, dones, infos)
+        self._last_obs = new_obs
+        self._last_episode_starts = dones
+
         callback.update_locals(locals())
         if not callback.on_step():
             return False
         self._update_info_buffer(infos, dones)
+        self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
+        for _ in range(int(np.sum(dones))):
+            self._episode_num += 1
+            if log_interval is not None and self._episode_num % log_interval == 0:
+                self._dump_logs()
+        callback.on_rollout_end()
+        return True
 
-        # the replay gets the true last observation of an episode; the reset observation follows it
+    def _store_transition(
+        self, new_obs: Any, buffer_actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list[dict]
+    ) -> None:
+        """The replay gets the true last observation of an ended episode, then the first one of the next."""
+        obs_spec, n = self.policy.obs_spec, self.n_envs
         next_obs = {k: np.array(v) for k, v in obs_spec.as_dict(new_obs).items()}
-        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
-        for i in np.flatnonzero(dones):
+        done_envs = np.flatnonzero(dones)
+        for i in done_envs:
             terminal = obs_spec.as_dict(infos[i]["terminal_observation"])
             for k in next_obs:
                 next_obs[k][i] = terminal[k]
         obs_spec.check_finite(next_obs)
-        terminated = dones & ~truncated
-        self.replay_buffer.add(next_obs, model_actions, rewards, terminated, np.zeros(self.n_envs, bool))
-        done_envs = np.flatnonzero(dones)
+        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
+        self.replay_buffer.add(next_obs, buffer_actions, rewards, dones & ~truncated, np.zeros(n, bool))
         if len(done_envs):
             reset_obs = {k: v[done_envs] for k, v in obs_spec.as_dict(new_obs).items()}
             obs_spec.check_finite(reset_obs)
-            n_done = len(done_envs)
-            self.replay_buffer.add(
-                reset_obs,
-                np.zeros((n_done, action_spec.size), np.float32),
-                np.zeros(n_done),
-                np.zeros(n_done, bool),
-                np.ones(n_done, bool),
-                streams=done_envs,
-            )
+            self._store_episode_starts(reset_obs, done_envs)
 
-        self._last_obs = new_obs
-        self._last_episode_starts = dones
-        self._update_current_progress_remaining(self.num_timesteps, self._total_timesteps)
-        for _ in range(len(done_envs)):
-            self._episode_num += 1
-            if log_interval is not None and self._episode_num % log_interval == 0:
-                self._dump_logs()
-        return True
+    def _store_episode_starts(self, obs: dict[str, np.ndarray], streams: np.ndarray) -> None:
+        """First observations of episodes: no action led to them and no reward came with them."""
+        n = len(streams)
+        no_action = np.zeros((n, self.policy.action_spec.size), np.float32)
+        self.replay_buffer.add(obs, no_action, np.zeros(n), np.zeros(n, bool), np.ones(n, bool), streams=streams)
 
     def _train_when_due(self) -> None:
         cfg = self.config
@@ -315,7 +328,8 @@ class JEPADreamer(BaseAlgorithm):
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """Pickle the sequence replay (only its filled part), e.g. to resume training later."""
-        assert self.replay_buffer is not None, "The replay buffer is not defined"
+        if self.replay_buffer is None:
+            raise ValueError("There is no replay to save: it is made by the first call to learn()")
         save_to_pkl(path, self.replay_buffer, self.verbose)
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
@@ -329,7 +343,7 @@ class JEPADreamer(BaseAlgorithm):
         self.replay_buffer = replay
 
     @classmethod
-    def load(  # noqa: D102 - same contract as BaseAlgorithm.load, with clear errors for bad files
+    def load(
         cls: type[SelfJEPADreamer],
         path: str | pathlib.Path | io.BufferedIOBase,
         env: GymEnv | None = None,
@@ -339,8 +353,22 @@ class JEPADreamer(BaseAlgorithm):
         force_reset: bool = True,
         **kwargs: Any,
     ) -> SelfJEPADreamer:
-        check_checkpoint(path)
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        """SB3's load, with clear errors for bad files; config fields in `kwargs` (e.g. ``learning_starts=0``,
+        ``train_ratio=64``) override the saved config."""
+        data = check_checkpoint(path)
+        config_fields = {f.name for f in dataclasses.fields(JEPADreamerConfig)}
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
+        if overrides:
+            saved = json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"]
+            kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if overrides:  # the optimizers' saved state carries the old learning rates
+            cfg, policy = model.config, model.policy
+            for optimizer, lr in ((policy.model_optimizer, cfg.model_lr), (policy.actor_optimizer, cfg.actor_lr),
+                                  (policy.critic_optimizer, cfg.critic_lr)):  # fmt: skip
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+        return model
 
     def _get_model_size(self) -> int:
         return sum(p.numel() for p in self.policy.parameters())

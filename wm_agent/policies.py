@@ -26,7 +26,13 @@ class JEPADreamerPolicy(BasePolicy):
     Dict), so "MlpPolicy", "CnnPolicy" and "MultiInputPolicy" all name this class.
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, config: JEPADreamerConfig) -> None:
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: JEPADreamerConfig,
+        normalize_images: bool = False,  # images are scaled in ObsSpec.preprocess; kept for BasePolicy.load
+    ) -> None:
         super().__init__(observation_space, action_space, normalize_images=False)
         self.config = config
         self.obs_spec = ObsSpec(observation_space)
@@ -109,8 +115,9 @@ class JEPADreamerPolicy(BasePolicy):
         episode_start_tensor = torch.as_tensor(np.asarray(episode_start).reshape(n), device=self.device).float()
 
         action, latent = self.act(obs_dict, latent, prev_action, episode_start_tensor, deterministic)
+        action = action.cpu().numpy()
         env_action = self.action_spec.to_env(action)
-        new_state = (latent.deter.cpu().numpy(), latent.stoch.cpu().numpy(), action.cpu().numpy())
+        new_state = (latent.deter.cpu().numpy(), latent.stoch.cpu().numpy(), action)
         if not vectorized:
             env_action = env_action.squeeze(axis=0)
         return env_action, new_state

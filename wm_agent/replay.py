@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 import torch
 
@@ -23,7 +26,22 @@ class SequenceReplay:
         self.capacity = max(capacity // n_streams, 2)  # per stream
         shape = (n_streams, self.capacity)
         # np.zeros only reserves memory: pages are touched as the buffer fills
-        self.obs = {k.name: np.zeros(shape + k.space.shape, dtype=k.space.dtype) for k in obs_spec.keys}
+        step_bytes = sum(int(np.prod(k.space.shape)) * np.dtype(k.space.dtype).itemsize for k in obs_spec.keys)
+        total_gb = step_bytes * self.capacity * n_streams / 1e9
+        try:
+            self.obs = {k.name: np.zeros(shape + k.space.shape, dtype=k.space.dtype) for k in obs_spec.keys}
+        except MemoryError as error:
+            raise MemoryError(
+                f"The replay's observations would take {total_gb:.1f} GB ({capacity} steps of {step_bytes} bytes): "
+                "lower buffer_size"
+            ) from error
+        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9 if hasattr(os, "sysconf") else 0
+        if memory_gb and total_gb > 0.8 * memory_gb:
+            warnings.warn(
+                f"A full replay would take {total_gb:.1f} GB of observations, more than 80% of this machine's "
+                f"{memory_gb:.1f} GB: lower buffer_size if training will run that long",
+                stacklevel=3,
+            )
         self.action = np.zeros((*shape, action_size), dtype=np.float32)
         self.reward = np.zeros(shape, dtype=np.float32)
         self.terminated = np.zeros(shape, dtype=bool)

@@ -153,14 +153,14 @@ class ActionSpec:
             self.high = action_space.high.reshape(-1).astype(np.float32)
         self.size = sum(self.nvec) if self.discrete else int(np.prod(action_space.shape))
 
-    def to_env(self, action: torch.Tensor) -> np.ndarray:
-        """Model actions (N, size) -> a batch of env actions (N, *space.shape)."""
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        """Model actions (N, size), on the host -> a batch of env actions (N, *space.shape)."""
         n = action.shape[0]
         if not self.discrete:
-            scaled = self.low + (action.cpu().numpy() + 1.0) * 0.5 * (self.high - self.low)
+            scaled = self.low + (action + 1.0) * 0.5 * (self.high - self.low)
             return scaled.reshape(n, *self.space.shape).astype(self.space.dtype)
-        indices = torch.stack([part.argmax(-1) for part in action.split(self.nvec, -1)], -1).cpu().numpy()
-        indices = indices + self.start
+        parts = np.split(action, np.cumsum(self.nvec)[:-1], axis=-1)
+        indices = np.stack([part.argmax(-1) for part in parts], -1) + self.start
         if isinstance(self.space, spaces.Discrete):
             return indices[:, 0].astype(self.space.dtype)
         return indices.reshape(n, *self.space.shape).astype(self.space.dtype)

@@ -125,14 +125,18 @@ class WorldModel(nn.Module):
         pad_first = torch.cat([is_first.float(), is_first.new_ones(batch_size, K).float()], 1)
         state = post.flatten()
         valid = torch.ones(batch_size, length, device=embed.device)
-        multi_step, multi_count = 0.0, 0.0
+        step_losses = []  # (sum of per-step errors, number of valid steps) for k = 1..K
         for k in range(1, K + 1):
             state = self.rssm.img_step(state, pad_action[:, k : k + length].reshape(batch_size * length, -1))
             valid = valid * (1.0 - pad_first[:, k : k + length])
             pred = self.predictor(state.feat).reshape(batch_size, length, -1)
-            multi_step = multi_step + ((pred - pad_target[:, k : k + length]).square().mean(-1) * valid).sum()
-            multi_count = multi_count + valid.sum()
-        multi_step = multi_step / multi_count.clamp(min=1.0)
+            error = (pred - pad_target[:, k : k + length]).square().mean(-1)
+            step_losses.append(((error * valid).sum(), valid.sum()))
+        if step_losses:
+            multi_step = sum(s for s, _ in step_losses) / sum(c for _, c in step_losses).clamp(min=1.0)
+            one_step = (step_losses[0][0] / step_losses[0][1].clamp(min=1.0)).detach()
+        else:
+            multi_step = one_step = embed.new_zeros(())
 
         # the trivial predictor: repeat the previous step's target embedding
         continuing = 1.0 - is_first[:, 1:].float()
@@ -160,6 +164,8 @@ class WorldModel(nn.Module):
         metrics = {
             "jepa_loss": same_step.mean().detach(),
             "jepa_multistep_loss": multi_step.detach(),
+            # the prior's 1-step prediction and the trivial 'repeat the last embedding' on the same targets
+            "jepa_prior_1step_loss": one_step,
             "jepa_copy_last_baseline": copy_last,
             "anti_collapse_loss": anti_collapse.detach(),
             "inverse_loss": inverse.detach(),
