@@ -49,3 +49,16 @@ def test_eval_a_packaged_agent_and_list(tmp_path, capsys, tiny_kwargs):
     assert main(["eval", str(folder), "-n", "2"]) == 0  # the env id comes from the agent's results.json
     assert "on CartPole-v1" in capsys.readouterr().out
     assert main(["list"]) == 0
+
+
+def test_enjoy_writes_a_gif_headless(tmp_path, capsys, tiny_kwargs):
+    from PIL import Image
+
+    from wm_agent import JEPADreamer
+
+    JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs).save(tmp_path / "agent")
+    gif = tmp_path / "episode.gif"
+    assert main(["enjoy", str(tmp_path / "agent.zip"), "--env", "CartPole-v1", "--gif", str(gif)]) == 0
+    assert "episode 0: return" in capsys.readouterr().out
+    with Image.open(gif) as image:
+        assert image.n_frames >= 4 and image.size == (600, 400)

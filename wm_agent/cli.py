@@ -87,26 +87,63 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(args: argparse.Namespace) -> int:
-    """Evaluate a saved agent: mean +/- std of the return over N deterministic episodes."""
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-
+def _load_agent(args: argparse.Namespace):
+    """A saved .zip (any algo), or for jepa_dreamer a shipped env id, agent folder or hub id -> (model, env id)."""
     _register_project_envs()
     path = pathlib.Path(args.path)
     if args.algo == "jepa_dreamer" and not (path.is_file() or path.with_suffix(".zip").is_file()):
         from wm_agent.pretrained import load_pretrained
 
-        model = load_pretrained(args.path, device=args.device)  # a shipped env id, an agent folder or a hub id
+        model = load_pretrained(args.path, device=args.device)
         env_id = args.env or model.pretrained_info["env_id"]
     else:
         model = _algo_class(args.algo).load(args.path, device=args.device)
         env_id = args.env
     if env_id is None:
-        raise SystemExit("wm-agent eval: pass --env ID for a bare checkpoint")
+        raise SystemExit(f"wm-agent {args.command}: pass --env ID for a bare checkpoint")
+    return model, env_id
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a saved agent: mean +/- std of the return over N deterministic episodes."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    model, env_id = _load_agent(args)
     env = make_vec_env(env_id, n_envs=1, seed=args.seed)
     mean, std = evaluate_policy(model, env, n_eval_episodes=args.n_episodes, deterministic=not args.stochastic)
     print(f"{args.path} on {env_id}: {mean:.2f} +/- {std:.2f} over {args.n_episodes} episodes")
+    return 0
+
+
+def enjoy(args: argparse.Namespace) -> int:
+    """Watch an agent: render episodes in a window, or write them to a GIF (headless)."""
+    import gymnasium as gym
+    import numpy as np
+
+    model, env_id = _load_agent(args)
+    env = gym.make(env_id, render_mode="rgb_array" if args.gif else "human")
+    frames, returns = [], []
+    for episode in range(args.n_episodes):
+        obs, _ = env.reset(seed=args.seed + episode)
+        state, start, done, episode_return = None, np.ones(1, bool), False, 0.0
+        while not done:
+            action, state = model.predict(obs, state=state, episode_start=start, deterministic=not args.stochastic)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            start, done = np.zeros(1, bool), terminated or truncated
+            if args.gif:
+                frames.append(env.render())
+        returns.append(episode_return)
+        print(f"episode {episode}: return {episode_return:.1f}")
+    env.close()
+    if args.gif:
+        from PIL import Image
+
+        images = [Image.fromarray(frame) for frame in frames[:: args.frame_skip]]
+        duration_ms = int(1000 * args.frame_skip / args.fps)
+        images[0].save(args.gif, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+        print(f"wrote {len(images)} frames to {args.gif}")
     return 0
 
 
@@ -168,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=evaluate)
+
+    p = commands.add_parser("enjoy", help="watch an agent (a window, or --gif FILE headless)")
+    p.add_argument("path", help="a saved .zip, a pretrained agent folder, a shipped env id or a hub repo id")
+    p.add_argument("--env", default=None, help="env id (required for a bare .zip)")
+    p.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
+    p.add_argument("-n", "--n-episodes", type=int, default=1)
+    p.add_argument("--gif", default=None, help="write the frames to this GIF instead of opening a window")
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--frame-skip", type=int, default=2, help="keep every k-th frame in the GIF")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=enjoy)
 
     p = commands.add_parser("list", help="list the shipped pretrained agents")
     p.set_defaults(func=list_agents)
