@@ -9,11 +9,13 @@ from wm_agent.cli import main
 
 def test_train_then_eval(tmp_path, capsys):
     args = ["train", "--env", "CartPole-v1", "-n", "120", "--preset", "tiny", "--no-progress", "-f", str(tmp_path)]
-    assert main([*args, "--hyperparams", "learning_starts=24", "train_ratio=16", "--eval-episodes", "2"]) == 0
+    extra = ["--hyperparams", "learning_starts=24", "train_ratio=16", "--eval-episodes", "2"]
+    assert main([*args, *extra, "--package", str(tmp_path / "agents")]) == 0
     out = capsys.readouterr().out
     saved = tmp_path / "jepa_dreamer" / "CartPole-v1_seed0.zip"
     assert saved.exists()
     assert "eval return" in out and str(saved) in out
+    assert (tmp_path / "agents" / "jepa_dreamer-CartPole-v1" / "results.json").exists()
 
     assert main(["eval", str(saved), "--env", "CartPole-v1", "-n", "2"]) == 0
     assert "+/-" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -47,7 +48,10 @@ def test_load_from_folder_and_zip_gives_the_same_agent(packaged):
 
 
 def test_fine_tune_after_loading(packaged):
-    _, folder = packaged
+    model, folder = packaged
+    assert model.policy.model_optimizer.state  # packaging left the user's model alone
+    with zipfile.ZipFile(folder / "jepa_dreamer-CartPole-v1.zip") as archive:
+        assert len(archive.read("policy.model_optimizer.pth")) < 4000  # moments dropped from the shipped file
     model = load_pretrained(folder, env=make_vec_env("CartPole-v1", seed=7))
     model.learn(40, reset_num_timesteps=False)
     assert model.num_timesteps == 120

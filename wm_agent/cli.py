@@ -84,6 +84,13 @@ def train(args: argparse.Namespace) -> int:
         f"{args.algo} on {args.env}: {args.n_timesteps} env steps in {train_seconds:.0f} s; "
         f"eval return {mean:.1f} +/- {std:.1f} over {args.eval_episodes} deterministic episodes; saved to {path}"
     )
+    if args.package:
+        from wm_agent.pretrained import package
+
+        command = "wm-agent " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("wm-agent") else ""
+        env_kwargs = _parse_kwargs(args.env_kwargs)
+        folder = package(model, args.package, args.env, mean, std, args.eval_episodes, env_kwargs, command)
+        print(f"packaged as a pretrained agent in {folder}")
     return 0
 
 
@@ -192,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard-log", default=None)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--package", default=None, metavar="DIR", help="also write a pretrained agent folder in DIR")
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=train)

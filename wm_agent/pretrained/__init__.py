@@ -82,6 +82,26 @@ def load_pretrained(name_or_path: str | pathlib.Path, env=None, device: str = "a
     return model
 
 
+def _drop_optimizer_state(checkpoint: pathlib.Path) -> None:
+    """Rewrite an SB3 zip with every optimizer's per-parameter state emptied (hyperparameters kept)."""
+    import io
+    import zipfile
+
+    import torch
+
+    with zipfile.ZipFile(checkpoint) as source:
+        entries = [(info, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(checkpoint, "w", zipfile.ZIP_DEFLATED) as target:
+        for info, payload in entries:
+            if "optimizer" in info.filename:
+                state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+                state["state"] = {}
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                payload = buffer.getvalue()
+            target.writestr(info, payload)
+
+
 def package(
     model: JEPADreamer,
     folder: str | pathlib.Path,
@@ -91,8 +111,13 @@ def package(
     n_eval_episodes: int,
     env_kwargs: dict[str, Any] | None = None,
     command: str = "",
+    keep_optimizer_state: bool = False,
 ) -> pathlib.Path:
-    """Write `model` as a pretrained agent folder (checkpoint, results.json, config.json, model card)."""
+    """Write `model` as a pretrained agent folder (checkpoint, results.json, config.json, model card).
+
+    Unless `keep_optimizer_state`, the Adam moments are left out of the checkpoint (a third of its size);
+    fine-tuning then starts them afresh. `model` itself is not changed.
+    """
     import gymnasium
     import stable_baselines3
     import torch
@@ -101,7 +126,10 @@ def package(
 
     folder = pathlib.Path(folder) / model_name(env_id)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / f"{model_name(env_id)}.zip")
+    checkpoint = folder / f"{model_name(env_id)}.zip"
+    model.save(checkpoint)
+    if not keep_optimizer_state:
+        _drop_optimizer_state(checkpoint)
     results = {
         "env_id": env_id,
         "env_kwargs": env_kwargs or {},
