@@ -364,8 +364,12 @@ class JEPADreamer(BaseAlgorithm):
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if overrides:  # the optimizers' saved state carries the old learning rates
             cfg, policy = model.config, model.policy
-            for optimizer, lr in ((policy.model_optimizer, cfg.model_lr), (policy.actor_optimizer, cfg.actor_lr),
-                                  (policy.critic_optimizer, cfg.critic_lr)):  # fmt: skip
+            learning_rates = {
+                policy.model_optimizer: cfg.model_lr,
+                policy.actor_optimizer: cfg.actor_lr,
+                policy.critic_optimizer: cfg.critic_lr,
+            }
+            for optimizer, lr in learning_rates.items():
                 for group in optimizer.param_groups:
                     group["lr"] = lr
         return model

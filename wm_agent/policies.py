@@ -93,8 +93,11 @@ class JEPADreamerPolicy(BasePolicy):
         """
         self.set_training_mode(False)
         if isinstance(observation, dict) != self.obs_spec.is_dict:
-            raise ValueError(f"Expected {'a dict' if self.obs_spec.is_dict else 'an array'} observation for the space "
-                             f"{self.observation_space}, got {type(observation).__name__}")  # fmt: skip
+            expected = "a dict" if self.obs_spec.is_dict else "an array"
+            raise ValueError(
+                f"Expected {expected} observation for the space {self.observation_space}, "
+                f"got {type(observation).__name__}"
+            )
         self.obs_spec.check_finite(self.obs_spec.as_dict(observation))
         obs_tensor, vectorized = self.obs_to_tensor(observation)  # checks shapes, transposes channel-last images
         obs_dict = self.obs_spec.as_dict(obs_tensor)
