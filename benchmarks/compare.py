@@ -102,6 +102,7 @@ class RunSpec:
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     device: str = "auto"
+    save_model: bool = False  # keep the trained model beside the result; not part of the run's identity
 
     @property
     def algo(self) -> str:
@@ -114,7 +115,13 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         """The spec as stored in its result file (JSON round-tripped), to tell a finished run from a stale one."""
-        return json.loads(json.dumps(asdict(self), default=str))
+        identity = json.loads(json.dumps(asdict(self), default=str))
+        identity.pop("save_model")
+        return identity
+
+    def model_path(self, out_dir: Path) -> Path:
+        """Where the trained model is saved with ``--save-models``."""
+        return self.path(out_dir).with_suffix(".zip")
 
 
 @dataclass
@@ -192,6 +199,18 @@ def parse_algo_kwargs(items: Sequence[str], labels: Sequence[str]) -> dict[str, 
     return {label: {**per_key.get(label.split("@")[0], {}), **per_key.get(label, {})} for label in labels}
 
 
+def parse_algo_steps(items: Sequence[str]) -> dict[str, int]:
+    """``["jepa_dreamer=10000", ...]`` -> ``{"jepa_dreamer": 10000}``."""
+    out = {}
+    for item in items:
+        label, _, value = item.partition("=")
+        try:
+            out[label.strip()] = int(value.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"--algo-steps expects ALGO=N with an integer N, got {item!r}") from None
+    return out
+
+
 def parse_thresholds(items: Sequence[str]) -> dict[str, float]:
     """``["Pendulum-v1=-150"]`` -> ``{"Pendulum-v1": -150.0}``."""
     out = {}
@@ -234,8 +253,14 @@ def plan_runs(
     algo_kwargs: dict[str, dict[str, Any]] | None = None,
     threads: int = 1,
     device: str = "auto",
+    steps_by_label: dict[str, int] | None = None,
+    save_models: bool = False,
 ) -> tuple[list[RunSpec], list[tuple[str, str, str]]]:
-    """Validate the grid and list its runs; (env, label) pairs whose action space the algorithm lacks are skipped."""
+    """Validate the grid and list its runs; (env, label) pairs whose action space the algorithm lacks are skipped.
+
+    ``steps_by_label`` gives some labels their own budget (``{"jepa_dreamer": 10_000}``); the rest get ``steps``.
+    """
+    steps_by_label = steps_by_label or {}
     if not env_ids:
         raise ValueError("no env given (--env ID[,ID...])")
     if not labels:
@@ -243,7 +268,11 @@ def plan_runs(
     for label in labels:
         if label.split("@")[0] not in ALGO_NAMES:
             raise ValueError(f"unknown algorithm {label!r}; choose from {', '.join(ALGO_NAMES)}")
-    for name, value in (("--steps", steps), ("--seeds", seeds), ("--eval-every", eval_every)):
+    for label in steps_by_label:
+        if label not in labels:
+            raise ValueError(f"--algo-steps names {label!r}, which is not in --algos ({', '.join(labels)})")
+    budgets = [("--steps", steps), *((f"--algo-steps {k}", v) for k, v in steps_by_label.items())]
+    for name, value in (*budgets, ("--seeds", seeds), ("--eval-every", eval_every)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if eval_episodes < 1:
@@ -267,8 +296,11 @@ def plan_runs(
                 incompatible.append((env_id, label, f"{label.split('@')[0]} does not support {action_space}"))
                 continue
             kwargs = (algo_kwargs or {}).get(label, {})
+            budget = steps_by_label.get(label, steps)
             for seed in range(seeds):
-                specs.append(RunSpec(env_id, label, seed, steps, eval_every, eval_episodes, kwargs, threads, device))
+                spec = RunSpec(env_id, label, seed, budget, eval_every, eval_episodes, kwargs, threads, device)
+                spec.save_model = save_models
+                specs.append(spec)
     if not specs:
         reasons = "; ".join(f"{e}/{a}: {why}" for e, a, why in incompatible)
         raise ValueError(f"no algorithm in --algos can run on the given envs ({reasons})")
@@ -472,6 +504,8 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
         "torch_threads": torch.get_num_threads(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if spec.save_model:
+        model.save(spec.model_path(Path(out_dir)))
     train_env.close()
     eval_env.close()
     _write_json(spec.path(Path(out_dir)), record)
@@ -487,6 +521,8 @@ def load_finished(spec: RunSpec, out_dir: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    if spec.save_model and not spec.model_path(out_dir).exists():
+        return None  # asked for the model, which this run did not keep: run it again
     return record if record.get("spec") == spec.identity() else None
 
 
@@ -600,6 +636,7 @@ def summarize(records: Sequence[dict[str, Any]], thresholds: dict[str, float | N
                 "algo": label,
                 "hyperparams_source": runs[0].get("hyperparams_source", ""),
                 "seeds": len(runs),
+                "budget": runs[0]["spec"]["steps"],
                 "steps": max(run["evals"][-1]["step"] for run in runs),
                 "threshold": threshold,
                 "final_return_mean": float(np.mean(finals)),
@@ -655,6 +692,11 @@ def _fmt_seconds(value: float) -> str:
     return f"{value:.1f} s" if math.isfinite(value) else "not reached"
 
 
+def _budget_text(settings: dict[str, Any]) -> str:
+    own = ", ".join(f"{label} {steps:,}" for label, steps in settings.get("steps_by_label", {}).items())
+    return f"{settings['steps']:,} env steps" + (f" ({own})" if own else "")
+
+
 def markdown_summary(
     summary: Sequence[dict[str, Any]],
     ratios: Sequence[dict[str, Any]],
@@ -666,7 +708,7 @@ def markdown_summary(
     lines = [
         "# Agent comparison",
         "",
-        f"Protocol: {settings['steps']:,} env steps per run, seeds 0..{settings['seeds'] - 1}; every "
+        f"Protocol: {_budget_text(settings)} per run, seeds 0..{settings['seeds'] - 1}; every "
         f"{settings['eval_every']:,} env steps (and at 0 and the end) {settings['eval_episodes']} deterministic "
         f"episodes on a separate eval env (seed + {EVAL_SEED_OFFSET}). torch threads per run: "
         f"{settings['threads']}.",
@@ -677,9 +719,9 @@ def markdown_summary(
         "Wall time is training only (evaluation excluded). Peak RSS: max over seeds of the run process's peak "
         "resident memory. SB3 hyperparameters: `zoo` = tuned values of " + ZOO_SOURCE + ", `defaults` = SB3's.",
         "",
-        "| env (threshold) | algo | hyperparams | seeds | final return | steps to threshold (seeds reached) "
+        "| env (threshold) | algo | hyperparams | seeds | budget | final return | steps to threshold (seeds reached) "
         "| wall to threshold | train wall | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary:
         threshold = "none" if row["threshold"] is None else f"{row['threshold']:g}"
@@ -688,7 +730,7 @@ def markdown_summary(
             to_steps, to_wall = "-", "-"
         lines.append(
             f"| {row['env']} ({threshold}) | {row['algo']} | {row['hyperparams_source']} | {row['seeds']} "
-            f"| {row['final_return_mean']:.1f} +/- {row['final_return_std']:.1f} "
+            f"| {row['budget']:,} | {row['final_return_mean']:.1f} +/- {row['final_return_std']:.1f} "
             f"| {to_steps} ({row['reached']}/{row['seeds']}) | {to_wall} | {row['train_wall_s']:.1f} s "
             f"| {row['peak_rss_mib']:.0f} MiB |"
         )
@@ -825,12 +867,24 @@ def run_comparison(
     device: str = "auto",
     force: bool = False,
     progress: bool = True,
+    steps_by_label: dict[str, int] | None = None,
+    save_models: bool = False,
 ) -> Report:
     """Run (or reuse) every run of the grid envs x algos x seeds, then write the comparison files."""
     out_dir = Path(out_dir)
     labels = list(dict.fromkeys(algos))
     specs, incompatible = plan_runs(
-        env_ids, labels, seeds, steps, eval_every, eval_episodes, algo_kwargs, threads, device
+        env_ids,
+        labels,
+        seeds,
+        steps,
+        eval_every,
+        eval_episodes,
+        algo_kwargs,
+        threads,
+        device,
+        steps_by_label=steps_by_label,
+        save_models=save_models,
     )
     report = Report(out_dir=out_dir, incompatible=incompatible)
     todo = []
@@ -845,6 +899,7 @@ def run_comparison(
         "envs": list(env_ids),
         "algos": labels,
         "steps": steps,
+        "steps_by_label": steps_by_label or {},
         "seeds": seeds,
         "eval_every": eval_every,
         "eval_episodes": eval_episodes,
@@ -876,6 +931,13 @@ def build_parser() -> argparse.ArgumentParser:
         "NAME@VARIANT runs NAME again under its own --algo-kwargs (default: %(default)s)",
     )
     p.add_argument("--steps", type=int, default=50_000, help="env steps per run (default: %(default)s)")
+    p.add_argument(
+        "--algo-steps",
+        action="append",
+        default=[],
+        metavar="ALGO=N",
+        help="a budget of its own for one label of --algos, e.g. jepa_dreamer=10000; repeatable",
+    )
     p.add_argument("--seeds", type=int, default=3, help="K: seeds 0..K-1 (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=5_000, help="env steps between evaluations (default: %(default)s)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default: %(default)s)")
@@ -905,6 +967,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default: %(default)s)")
     p.add_argument("--device", default="auto", help="torch device for every algorithm (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="redo runs even if they already finished")
+    p.add_argument(
+        "--save-models",
+        action="store_true",
+        help="keep each trained model as runs/ENV/ALGO/seedK.zip (a finished run without one is run again)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -933,6 +1000,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             force=args.force,
             progress=not args.no_progress,
+            steps_by_label=parse_algo_steps(args.algo_steps),
+            save_models=args.save_models,
         )
     except ValueError as e:
         parser.error(str(e))

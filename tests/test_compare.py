@@ -66,6 +66,28 @@ def test_changed_settings_redo_only_the_stale_runs(tmp_path):
     assert "a2c@fast" in (out / "summary.md").read_text()
 
 
+def test_budget_per_label_and_saved_models(tmp_path):
+    from stable_baselines3 import A2C
+
+    out = tmp_path / "out"
+    kwargs = dict(seeds=1, eval_every=64, eval_episodes=1, jobs=0, out_dir=out, progress=False)
+    first = compare.run_comparison(["CartPole-v1"], ["a2c", "dqn"], steps=64, steps_by_label={"a2c": 128}, **kwargs)
+    assert {s.label: s.steps for s in first.ran} == {"a2c": 128, "dqn": 64}
+    assert "| CartPole-v1 (475) | a2c | zoo | 1 | 128 |" in (out / "summary.md").read_text()
+    assert "64 env steps (a2c 128) per run" in (out / "summary.md").read_text()
+    assert not list(out.rglob("*.zip"))
+
+    # asking for the models redoes the finished runs that did not keep one, and only those
+    again = compare.run_comparison(
+        ["CartPole-v1"], ["a2c"], steps=64, steps_by_label={"a2c": 128}, save_models=True, **kwargs
+    )
+    assert [s.label for s in again.ran] == ["a2c"]
+    model_path = again.ran[0].model_path(out)
+    assert A2C.load(model_path).num_timesteps >= 128
+    third = compare.run_comparison(["CartPole-v1"], ["a2c"], steps=128, save_models=True, **kwargs)
+    assert not third.ran and len(third.skipped) == 1  # same run: the budget, not the flag, is its identity
+
+
 def test_failed_run_is_reported_and_others_go_on(tmp_path, monkeypatch):
     real_build = compare.build_model
 
@@ -108,7 +130,7 @@ def test_first_crossing_and_summary_on_synthetic_runs():
             {"step": s, "wall_time_s": s * wall_per_step, "return_mean": r, "return_std": 0.0}
             for s, r in zip((0, 100, 200, 300), curve)
         ]
-        return {"spec": {"env_id": "E", "label": label, "seed": seed}, "evals": rows, "train_wall_s": 1.0,
+        return {"spec": {"env_id": "E", "label": label, "seed": seed, "steps": 300}, "evals": rows, "train_wall_s": 1.0,
                 "peak_rss_mib": 100.0 + seed}  # fmt: skip
 
     records = [
@@ -181,6 +203,9 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-kwargs", "sac:lr=1"], "not in --algos"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-kwargs", "ppo:n_epochs"], "must be k=v pairs"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--threshold", "CartPole-v1"], "--threshold expects"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "dqn=100"], "which is not in --algos"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=many"], "--algo-steps expects ALGO=N"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=0"], "--algo-steps ppo must be at least 1"),
         (["--env", "Pendulum-v1", "--algos", "dqn"], "dqn does not support"),
     ],
 )
