@@ -697,6 +697,26 @@ def _budget_text(settings: dict[str, Any]) -> str:
     return f"{settings['steps']:,} env steps" + (f" ({own})" if own else "")
 
 
+def _protocol_text(settings: dict[str, Any]) -> str:
+    """One line saying how every run was trained and evaluated; ``settings`` lists several values when mixed."""
+
+    def values(key: str) -> str:
+        value = settings[key]
+        return ", ".join(f"{v:,}" for v in value) if isinstance(value, list) else f"{value:,}"
+
+    if settings.get("combined"):
+        budget = "the budget of each row"
+        seeds = "seeds " + ", ".join(str(s) for s in settings["seed_list"])
+    else:
+        budget = f"{_budget_text(settings)} per run"
+        seeds = f"seeds 0..{settings['seeds'] - 1}"
+    return (
+        f"Protocol: {budget}, {seeds}; every {values('eval_every')} env steps (and at 0 and the end) "
+        f"{values('eval_episodes')} deterministic episodes on a separate eval env (seed + {EVAL_SEED_OFFSET}). "
+        f"torch threads per run: {values('threads')}."
+    )
+
+
 def markdown_summary(
     summary: Sequence[dict[str, Any]],
     ratios: Sequence[dict[str, Any]],
@@ -708,10 +728,7 @@ def markdown_summary(
     lines = [
         "# Agent comparison",
         "",
-        f"Protocol: {_budget_text(settings)} per run, seeds 0..{settings['seeds'] - 1}; every "
-        f"{settings['eval_every']:,} env steps (and at 0 and the end) {settings['eval_episodes']} deterministic "
-        f"episodes on a separate eval env (seed + {EVAL_SEED_OFFSET}). torch threads per run: "
-        f"{settings['threads']}.",
+        _protocol_text(settings),
         "",
         "Final return: mean +/- std over seeds of each seed's last evaluation. Steps / wall to threshold: median "
         "over seeds of the first evaluation after step 0 reaching the threshold (a seed that never reaches counts "
@@ -913,6 +930,45 @@ def run_comparison(
     return report
 
 
+def report_finished(out_dir: str | Path, thresholds: dict[str, float] | None = None) -> Report:
+    """Summarize every finished run stored under ``out_dir``, whichever calls made them; runs nothing.
+
+    This is how runs with different budgets or protocols (a baseline's own eval interval, a rerun variant) end up
+    in one table and one figure per env.
+    """
+    out_dir = Path(out_dir)
+    records = []
+    for path in sorted((out_dir / "runs").rglob("seed*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and "spec" in record and record.get("evals"):
+            records.append(record)
+    if not records:
+        raise ValueError(f"no finished run under {out_dir / 'runs'}")
+    register_project_envs()
+    env_ids = list(dict.fromkeys(r["spec"]["env_id"] for r in records))
+
+    def distinct(key: str) -> list[Any]:
+        return sorted({r["spec"][key] for r in records})
+
+    settings = {
+        "combined": True,
+        "envs": env_ids,
+        "algos": list(dict.fromkeys(r["spec"]["label"] for r in records)),
+        "seed_list": distinct("seed"),
+        "eval_every": distinct("eval_every"),
+        "eval_episodes": distinct("eval_episodes"),
+        "threads": distinct("threads"),
+        "thresholds": {env_id: threshold_for(env_id, thresholds) for env_id in env_ids},
+        "isolated": [r.get("isolated_process", True) for r in records],
+    }
+    report = Report(out_dir=out_dir)
+    report.files = write_outputs(records, out_dir, settings["thresholds"], settings)
+    return report
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
 
@@ -921,9 +977,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``compare`` command's arguments."""
     p = argparse.ArgumentParser(
         prog="wm-agent compare",
+        epilog="--report alone (no --env) summarizes every run already stored under --out.",
         description="Compare JEPADreamer and SB3 baselines on Gymnasium envs under one evaluation protocol.",
     )
-    p.add_argument("--env", required=True, help="env id(s), comma-separated, e.g. CartPole-v1,wm/PixelCartPole-v0")
+    p.add_argument("--env", help="env id(s), comma-separated, e.g. CartPole-v1,wm/PixelCartPole-v0")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: write the tables and figures of every finished run under --out (made by any calls)",
+    )
     p.add_argument(
         "--algos",
         default=DEFAULT_ALGOS,
@@ -980,6 +1042,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 if a run failed)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.report:
+        try:
+            report = report_finished(args.out, parse_thresholds(args.threshold))
+        except ValueError as e:
+            parser.error(str(e))
+        print(report.files["summary_md"].read_text())
+        return 0
+    if not args.env:
+        parser.error("--env is required (or --report to summarize the runs stored under --out)")
     env_ids = [e.strip() for e in args.env.split(",") if e.strip()]
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     try:

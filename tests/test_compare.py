@@ -88,6 +88,27 @@ def test_budget_per_label_and_saved_models(tmp_path):
     assert not third.ran and len(third.skipped) == 1  # same run: the budget, not the flag, is its identity
 
 
+def test_report_combines_runs_of_separate_calls(tmp_path, capsys):
+    out = tmp_path / "out"
+    kwargs = dict(seeds=1, eval_episodes=1, jobs=0, out_dir=out, progress=False)
+    compare.run_comparison(["CartPole-v1"], ["a2c"], steps=64, eval_every=32, **kwargs)
+    compare.run_comparison(["CartPole-v1"], ["dqn"], steps=96, eval_every=48, **kwargs)
+    assert "dqn" in (out / "summary.md").read_text() and "a2c" not in (out / "summary.md").read_text()
+
+    assert compare.main(["--report", "--out", str(out)]) == 0
+    summary = (out / "summary.md").read_text()
+    assert (
+        "| CartPole-v1 (475) | a2c | zoo | 1 | 64 |" in summary
+        and "| CartPole-v1 (475) | dqn | zoo | 1 | 96 |" in summary
+    )
+    assert "every 32, 48 env steps" in summary
+    assert {r["algo"] for r in csv.DictReader((out / "evals.csv").open())} == {"a2c", "dqn"}
+
+    with pytest.raises(SystemExit):
+        compare.main(["--report", "--out", str(tmp_path / "empty")])
+    assert "no finished run under" in capsys.readouterr().err
+
+
 def test_failed_run_is_reported_and_others_go_on(tmp_path, monkeypatch):
     real_build = compare.build_model
 
@@ -207,6 +228,7 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=many"], "--algo-steps expects ALGO=N"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=0"], "--algo-steps ppo must be at least 1"),
         (["--env", "Pendulum-v1", "--algos", "dqn"], "dqn does not support"),
+        (["--algos", "ppo"], "--env is required (or --report"),
     ],
 )
 def test_bad_arguments_give_a_clear_error(args, message, tmp_path, capsys):
