@@ -53,6 +53,24 @@ def test_eval_a_packaged_agent_and_list(tmp_path, capsys, tiny_kwargs):
     assert main(["list"]) == 0
 
 
+def test_package_a_checkpoint_then_eval_uses_its_env_kwargs(tmp_path, capsys, tiny_kwargs):
+    import json
+
+    from wm_agent import JEPADreamer
+
+    JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs).save(tmp_path / "agent")
+    args = ["package", str(tmp_path / "agent.zip"), "--env", "CartPole-v1", "--env-kwargs", "max_episode_steps=5"]
+    assert main([*args, "-n", "2", "--out", str(tmp_path / "agents"), "--trained-with", "my command"]) == 0
+    folder = tmp_path / "agents" / "jepa_dreamer-CartPole-v1"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["env_kwargs"] == {"max_episode_steps": 5} and results["command"] == "my command"
+    assert results["eval_mean"] <= 5 and results["eval_seed"] == 1000 and results["n_eval_episodes"] == 2
+    capsys.readouterr()
+    assert main(["eval", str(folder), "-n", "2"]) == 0  # the 5-step limit comes back from results.json
+    mean = float(capsys.readouterr().out.split(": ")[1].split(" +/-")[0])
+    assert mean <= 5
+
+
 def test_enjoy_writes_a_gif_headless(tmp_path, capsys, tiny_kwargs):
     from PIL import Image
 

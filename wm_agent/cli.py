@@ -89,26 +89,40 @@ def train(args: argparse.Namespace) -> int:
 
         command = "wm-agent " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("wm-agent") else ""
         env_kwargs = _parse_kwargs(args.env_kwargs)
-        folder = package(model, args.package, args.env, mean, std, args.eval_episodes, env_kwargs, command)
+        folder = package(
+            model,
+            args.package,
+            args.env,
+            mean,
+            std,
+            args.eval_episodes,
+            env_kwargs,
+            command,
+            eval_seed=args.seed + 1000,
+        )
         print(f"packaged as a pretrained agent in {folder}")
     return 0
 
 
 def _load_agent(args: argparse.Namespace):
-    """A saved .zip (any algo), or for jepa_dreamer a shipped env id, agent folder or hub id -> (model, env id)."""
+    """A saved .zip (any algo), or for jepa_dreamer a shipped env id, agent folder or hub id
+    -> (model, env id, env kwargs); a pretrained agent's env and env kwargs come from its metadata."""
     _register_project_envs()
     path = pathlib.Path(args.path)
+    env_kwargs = _parse_kwargs(args.env_kwargs)
     if args.algo == "jepa_dreamer" and not (path.is_file() or path.with_suffix(".zip").is_file()):
         from wm_agent.pretrained import load_pretrained
 
         model = load_pretrained(args.path, device=args.device)
         env_id = args.env or model.pretrained_info["env_id"]
+        if not args.env and not env_kwargs:
+            env_kwargs = model.pretrained_info.get("env_kwargs", {})
     else:
         model = _algo_class(args.algo).load(args.path, device=args.device)
         env_id = args.env
     if env_id is None:
         raise SystemExit(f"wm-agent {args.command}: pass --env ID for a bare checkpoint")
-    return model, env_id
+    return model, env_id, env_kwargs
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -116,8 +130,8 @@ def evaluate(args: argparse.Namespace) -> int:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    model, env_id = _load_agent(args)
-    env = make_vec_env(env_id, n_envs=1, seed=args.seed)
+    model, env_id, env_kwargs = _load_agent(args)
+    env = make_vec_env(env_id, n_envs=1, seed=args.seed, env_kwargs=env_kwargs)
     mean, std = evaluate_policy(model, env, n_eval_episodes=args.n_episodes, deterministic=not args.stochastic)
     print(f"{args.path} on {env_id}: {mean:.2f} +/- {std:.2f} over {args.n_episodes} episodes")
     return 0
@@ -128,8 +142,8 @@ def enjoy(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
 
-    model, env_id = _load_agent(args)
-    env = gym.make(env_id, render_mode="rgb_array" if args.gif else "human")
+    model, env_id, env_kwargs = _load_agent(args)
+    env = gym.make(env_id, render_mode="rgb_array" if args.gif else "human", **env_kwargs)
     frames, returns = [], []
     for episode in range(args.n_episodes):
         obs, _ = env.reset(seed=args.seed + episode)
@@ -151,6 +165,26 @@ def enjoy(args: argparse.Namespace) -> int:
         duration_ms = int(1000 * args.frame_skip / args.fps)
         images[0].save(args.gif, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
         print(f"wrote {len(images)} frames to {args.gif}")
+    return 0
+
+
+def package_agent(args: argparse.Namespace) -> int:
+    """Evaluate a saved JEPADreamer checkpoint and write it as a pretrained agent folder (with its score)."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from wm_agent import JEPADreamer
+    from wm_agent.pretrained import package
+
+    _register_project_envs()
+    model = JEPADreamer.load(args.path, device=args.device)
+    env_kwargs = _parse_kwargs(args.env_kwargs)
+    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed, env_kwargs=env_kwargs)
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.n_episodes, deterministic=True)
+    folder = package(
+        model, args.out, args.env, mean, std, args.n_episodes, env_kwargs, args.trained_with, eval_seed=args.seed
+    )
+    print(f"{args.path} on {args.env}: {mean:.1f} +/- {std:.1f} over {args.n_episodes} episodes; packaged in {folder}")
     return 0
 
 
@@ -207,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent = argparse.ArgumentParser(add_help=False)  # what eval and enjoy share: which agent, on which env
     agent.add_argument("path", help="a saved .zip, a pretrained agent folder, a shipped env id or a hub repo id")
     agent.add_argument("--env", default=None, help="env id (required for a bare .zip)")
+    agent.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
     agent.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
     agent.add_argument("--seed", type=int, default=0)
     agent.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
@@ -222,6 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--frame-skip", type=int, default=2, help="keep every k-th frame in the GIF")
     p.set_defaults(func=enjoy)
+
+    p = commands.add_parser("package", help="evaluate a saved JEPADreamer .zip and write a pretrained agent folder")
+    p.add_argument("path", help="a JEPADreamer checkpoint .zip")
+    p.add_argument("--env", required=True, help="the env id it was trained on")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
+    p.add_argument("--out", default="wm_agent/pretrained", help="folder to write jepa_dreamer-ENV/ into")
+    p.add_argument("-n", "--n-episodes", type=int, default=10, help="deterministic evaluation episodes")
+    p.add_argument("--seed", type=int, default=1000, help="eval env seed (default: %(default)s, as train uses)")
+    p.add_argument("--trained-with", default="", help="the command that trained it, kept in results.json")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=package_agent)
 
     p = commands.add_parser("list", help="list the shipped pretrained agents")
     p.set_defaults(func=list_agents)

@@ -112,6 +112,7 @@ def package(
     env_kwargs: dict[str, Any] | None = None,
     command: str = "",
     keep_optimizer_state: bool = False,
+    eval_seed: int | None = None,
 ) -> pathlib.Path:
     """Write `model` as a pretrained agent folder (checkpoint, results.json, config.json, model card).
 
@@ -139,6 +140,7 @@ def package(
         "eval_mean": float(eval_mean),
         "eval_std": float(eval_std),
         "n_eval_episodes": int(n_eval_episodes),
+        "eval_seed": eval_seed,
         "command": command,
         "date": datetime.date.today().isoformat(),
         "versions": {
