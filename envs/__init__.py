@@ -32,6 +32,9 @@ _SPECS: dict[str, tuple[str, dict, int | None, str]] = {
     "wm/PixelCartPole-v0": ("envs.pixel:make_pixel_env", {"env_id": "CartPole-v1"}, None, "pixel"),
     "wm/PixelPendulum-v0": ("envs.pixel:make_pixel_env", {"env_id": "Pendulum-v1"}, None, "pixel"),
     "wm/Atari-v0": ("envs.atari:make_atari", {"game": "Pong"}, None, "atari"),
+    # the two Atari 100k games the benchmarks name, as ids of their own so results tables keep them apart
+    "wm/Pong-v0": ("envs.atari:make_atari", {"game": "Pong"}, None, "atari"),
+    "wm/Breakout-v0": ("envs.atari:make_atari", {"game": "Breakout"}, None, "atari"),
     "wm/CartPoleNoVel-v0": ("envs.diagnostics:make_novel", {"env_id": "CartPole-v1"}, None, "partial observability"),
     "wm/PendulumNoVel-v0": ("envs.diagnostics:make_novel", {"env_id": "Pendulum-v1"}, None, "partial observability"),
     "wm/CueMemory-v0": ("envs.diagnostics:CueMemoryEnv", {}, None, "partial observability"),

@@ -26,6 +26,8 @@ EXPECTED = {
     "wm/PixelCartPole-v0": ((64, 64, 3), np.uint8, gym.spaces.Discrete(2)),
     "wm/PixelPendulum-v0": ((64, 64, 3), np.uint8, gym.spaces.Box(-2.0, 2.0, (1,), np.float32)),
     "wm/Atari-v0": ((64, 64, 3), np.uint8, gym.spaces.Discrete(6)),
+    "wm/Pong-v0": ((64, 64, 3), np.uint8, gym.spaces.Discrete(6)),
+    "wm/Breakout-v0": ((64, 64, 3), np.uint8, gym.spaces.Discrete(4)),
     "wm/CartPoleNoVel-v0": ((4,), np.float32, gym.spaces.Discrete(2)),
     "wm/PendulumNoVel-v0": ((3,), np.float32, gym.spaces.Box(-2.0, 2.0, (1,), np.float32)),
     "wm/CueMemory-v0": ((3,), np.float32, gym.spaces.Discrete(2)),
@@ -35,7 +37,8 @@ EXPECTED = {
     "wm/CartPoleVariant-v0": ((4,), np.float32, gym.spaces.Discrete(2)),
     "wm/PendulumVariant-v0": ((3,), np.float32, gym.spaces.Box(-2.0, 2.0, (1,), np.float32)),
 }
-IDS = [pytest.param(i, marks=needs_ale) if i == "wm/Atari-v0" else i for i in envs.ENV_IDS]
+ATARI_IDS = ("wm/Atari-v0", "wm/Pong-v0", "wm/Breakout-v0")
+IDS = [pytest.param(i, marks=needs_ale) if i in ATARI_IDS else i for i in envs.ENV_IDS]
 
 
 def rollout(env: gym.Env, seed: int, actions: list) -> tuple[list[np.ndarray], list[float], list[bool]]:
