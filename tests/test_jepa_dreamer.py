@@ -440,3 +440,22 @@ def test_vecnormalize_warns(tiny_kwargs):
     model = JEPADreamer("MlpPolicy", VecNormalize(make_vec_env("CartPole-v1")), **tiny_kwargs)
     with pytest.warns(UserWarning, match="VecNormalize"):
         model.learn(10)
+
+
+def test_prefill_repeats_random_actions_but_not_across_episodes(tiny_kwargs):
+    def switch_rate(model, starts):
+        model._last_prefill_actions = None
+        actions = []
+        for start in starts:
+            model._last_episode_starts = np.array([start])
+            actions.append(int(model._prefill_actions()[0]))
+        return np.mean(np.diff(actions) != 0)
+
+    env = make_vec_env("Acrobot-v1")  # 3 actions: a fresh uniform draw differs from the last 2/3 of the time
+    sticky = JEPADreamer("MlpPolicy", env, **{**tiny_kwargs, "prefill_repeat_prob": 0.9})
+    uniform = JEPADreamer("MlpPolicy", env, **tiny_kwargs)
+    assert switch_rate(sticky, [False] * 600) < 0.12  # expected 0.1 * 2/3
+    assert switch_rate(uniform, [False] * 600) > 0.55
+    assert switch_rate(sticky, [True] * 600) > 0.55  # a new episode always draws afresh
+    with pytest.raises(ValueError, match="prefill_repeat_prob"):
+        make_config(prefill_repeat_prob=1.0)

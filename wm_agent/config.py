@@ -27,6 +27,7 @@ class JEPADreamerConfig:
     seq_len: int = 32  # steps per sequence
     train_ratio: float = 128.0  # replayed steps per env step (compute vs sample efficiency)
     learning_starts: int = 1000  # env steps with uniform random actions before the first update
+    prefill_repeat_prob: float = 0.0  # chance a prefill step repeats the last random action (sparse-reward tasks)
     pretrain_updates: int = 0  # extra updates on the prefill data at the first training step
 
     # --- world model ---
@@ -77,6 +78,8 @@ class JEPADreamerConfig:
             raise ValueError(f"anti_collapse must be 'vicreg', 'barlow' or 'none', got {self.anti_collapse!r}")
         if not 0 < self.jepa_target_rate <= 1:
             raise ValueError(f"jepa_target_rate must be in (0, 1], got {self.jepa_target_rate}")
+        if not 0.0 <= self.prefill_repeat_prob < 1.0:
+            raise ValueError(f"prefill_repeat_prob must be in [0, 1), got {self.prefill_repeat_prob}")
         if self.train_ratio <= 0:
             raise ValueError(f"train_ratio must be positive, got {self.train_ratio}")
         if self.seq_len < 2 or self.batch_size < 1:

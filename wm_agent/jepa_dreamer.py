@@ -181,6 +181,22 @@ class JEPADreamer(BaseAlgorithm):
         self._store_episode_starts(obs, np.arange(n))
         self._last_episode_starts = np.ones(n, dtype=bool)
 
+    def _prefill_actions(self) -> np.ndarray:
+        """Uniform random actions, each env repeating its previous one with probability ``prefill_repeat_prob``.
+
+        Repeats make the random walk temporally extended: a uniform random policy never finishes Acrobot-v1 in
+        500 steps, one that holds each action for about 4 steps does in about half its episodes. The latent state
+        still follows the actions taken.
+        """
+        fresh = np.stack([self.action_space.sample() for _ in range(self.n_envs)])
+        previous = getattr(self, "_last_prefill_actions", None)
+        if previous is not None and self.config.prefill_repeat_prob > 0:
+            repeat = self.action_space.np_random.random(self.n_envs) < self.config.prefill_repeat_prob
+            repeat &= ~np.asarray(self._last_episode_starts, dtype=bool)
+            fresh[repeat] = previous[repeat]
+        self._last_prefill_actions = fresh
+        return fresh
+
     def _collect_step(self, callback: BaseCallback, log_interval: int) -> bool:
         """One VecEnv step with one batched forward; stores the transition. Returns False when a callback stops."""
         policy, obs_spec, action_spec = self.policy, self.policy.obs_spec, self.policy.action_spec
@@ -191,8 +207,7 @@ class JEPADreamer(BaseAlgorithm):
         latent, prev_action = self._act_state
         action, latent = policy.act(obs_tensor, latent, prev_action, episode_start)
         if self.num_timesteps < self.config.learning_starts:
-            # prefill with uniform random actions; the latent state still follows the actions taken
-            actions = np.stack([self.action_space.sample() for _ in range(self.n_envs)])
+            actions = self._prefill_actions()
             buffer_actions = action_spec.from_env(actions)
             action = torch.as_tensor(buffer_actions, device=self.device)
         else:
