@@ -205,9 +205,12 @@ def parse_algo_steps(items: Sequence[str]) -> dict[str, int]:
     for item in items:
         label, _, value = item.partition("=")
         try:
-            out[label.strip()] = int(value.replace("_", ""))
+            steps = int(value.replace("_", ""))
         except ValueError:
             raise ValueError(f"--algo-steps expects ALGO=N with an integer N, got {item!r}") from None
+        if label.strip() in out and out[label.strip()] != steps:
+            raise ValueError(f"--algo-steps gives {label.strip()!r} two budgets ({out[label.strip()]} and {steps})")
+        out[label.strip()] = steps
     return out
 
 
@@ -239,7 +242,10 @@ def threshold_for(env_id: str, overrides: dict[str, float] | None = None) -> flo
     """The return an env counts as solved at: ``overrides``, else the spec's reward_threshold, else THRESHOLDS."""
     if overrides and env_id in overrides:
         return overrides[env_id]
-    spec_threshold = gym.spec(env_id).reward_threshold
+    try:
+        spec_threshold = gym.spec(env_id).reward_threshold
+    except gym.error.Error as e:
+        raise ValueError(f"env {env_id!r} is not registered here ({e}); import the package that registers it") from None
     return float(spec_threshold) if spec_threshold is not None else THRESHOLDS.get(env_id)
 
 
@@ -258,7 +264,8 @@ def plan_runs(
 ) -> tuple[list[RunSpec], list[tuple[str, str, str]]]:
     """Validate the grid and list its runs; (env, label) pairs whose action space the algorithm lacks are skipped.
 
-    ``steps_by_label`` gives some labels their own budget (``{"jepa_dreamer": 10_000}``); the rest get ``steps``.
+    ``steps_by_label`` gives some labels their own budget (``{"jepa_dreamer": 10_000}``; a base name also reaches
+    its variants, a variant's own entry wins); the rest get ``steps``.
     """
     steps_by_label = steps_by_label or {}
     if not env_ids:
@@ -269,7 +276,7 @@ def plan_runs(
         if label.split("@")[0] not in ALGO_NAMES:
             raise ValueError(f"unknown algorithm {label!r}; choose from {', '.join(ALGO_NAMES)}")
     for label in steps_by_label:
-        if label not in labels:
+        if label not in labels and label not in {name.split("@")[0] for name in labels}:
             raise ValueError(f"--algo-steps names {label!r}, which is not in --algos ({', '.join(labels)})")
     budgets = [("--steps", steps), *((f"--algo-steps {k}", v) for k, v in steps_by_label.items())]
     for name, value in (*budgets, ("--seeds", seeds), ("--eval-every", eval_every)):
@@ -296,7 +303,7 @@ def plan_runs(
                 incompatible.append((env_id, label, f"{label.split('@')[0]} does not support {action_space}"))
                 continue
             kwargs = (algo_kwargs or {}).get(label, {})
-            budget = steps_by_label.get(label, steps)
+            budget = steps_by_label.get(label, steps_by_label.get(label.split("@")[0], steps))
             for seed in range(seeds):
                 spec = RunSpec(env_id, label, seed, budget, eval_every, eval_episodes, kwargs, threads, device)
                 spec.save_model = save_models
@@ -504,8 +511,15 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
         "torch_threads": torch.get_num_threads(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    model_path = spec.model_path(Path(out_dir))
+    vecnormalize_path = model_path.with_suffix(".vecnormalize.pkl")
+    for stale in (model_path, vecnormalize_path):
+        stale.unlink(missing_ok=True)  # a kept model always belongs to the result stored beside it
     if spec.save_model:
-        model.save(spec.model_path(Path(out_dir)))
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(model_path)
+        if isinstance(train_env, VecNormalize):  # SB3 keeps normalization statistics outside the model
+            train_env.save(str(vecnormalize_path))
     train_env.close()
     eval_env.close()
     _write_json(spec.path(Path(out_dir)), record)
@@ -616,17 +630,31 @@ def first_crossing(evals: Sequence[dict[str, Any]], threshold: float | None) -> 
     return math.inf, math.inf
 
 
+def group_runs(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int, int, int], list[dict[str, Any]]]:
+    """Runs by (env, label, budget, eval interval, eval episodes): the seeds of one setting, never a mix of two
+    (``--report`` can find a label run with two budgets by different calls)."""
+    groups: dict[tuple[str, str, int, int, int], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        spec = record["spec"]
+        key = (
+            spec["env_id"],
+            spec["label"],
+            spec.get("steps", 0),
+            spec.get("eval_every", 0),
+            spec.get("eval_episodes", 0),
+        )
+        groups[key].append(record)
+    return groups
+
+
 def summarize(records: Sequence[dict[str, Any]], thresholds: dict[str, float | None]) -> list[dict[str, Any]]:
     """One row per (env, algo label): final return over seeds, steps and wall time to threshold, cost.
 
     Steps/wall to threshold are medians over seeds of each seed's first crossing; a seed that never reaches the
     threshold counts as infinite, so the median is finite only when at least half the seeds (all, for 2) reach it.
     """
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        groups[(record["spec"]["env_id"], record["spec"]["label"])].append(record)
     rows = []
-    for (env_id, label), runs in groups.items():
+    for (env_id, label, *_), runs in group_runs(records).items():
         threshold = thresholds.get(env_id)
         finals = [run["evals"][-1]["return_mean"] for run in runs]
         crossings = [first_crossing(run["evals"], threshold) for run in runs]
@@ -636,7 +664,7 @@ def summarize(records: Sequence[dict[str, Any]], thresholds: dict[str, float | N
                 "algo": label,
                 "hyperparams_source": runs[0].get("hyperparams_source", ""),
                 "seeds": len(runs),
-                "budget": runs[0]["spec"]["steps"],
+                "budget": runs[0]["spec"].get("steps", 0),
                 "steps": max(run["evals"][-1]["step"] for run in runs),
                 "threshold": threshold,
                 "final_return_mean": float(np.mean(finals)),
@@ -786,18 +814,16 @@ def plot_curves(
 
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax_steps, ax_wall = fig.subplots(1, 2, sharey=True)
-    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        if record["spec"]["env_id"] == env_id:
-            by_label[record["spec"]["label"]].append(record)
-    for label, runs in by_label.items():
+    for (run_env, label, budget, *_), runs in group_runs(records).items():
+        if run_env != env_id:
+            continue
         n = min(len(run["evals"]) for run in runs)  # same schedule for every seed of a label
         returns = np.array([[row["return_mean"] for row in run["evals"][:n]] for run in runs])
         steps = np.array([row["step"] for row in runs[0]["evals"][:n]])
         walls = np.array([[row["wall_time_s"] for row in run["evals"][:n]] for run in runs]).mean(axis=0)
         mean, std = returns.mean(axis=0), returns.std(axis=0)
         for ax, x in ((ax_steps, steps), (ax_wall, walls)):
-            (line,) = ax.plot(x, mean, label=f"{label} ({len(runs)} seeds)")
+            (line,) = ax.plot(x, mean, label=f"{label} ({len(runs)} seeds, {budget:,} steps)")
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     for ax, xlabel in ((ax_steps, "env steps"), (ax_wall, "training wall time (s)")):
         if threshold is not None:
@@ -930,7 +956,9 @@ def run_comparison(
     return report
 
 
-def report_finished(out_dir: str | Path, thresholds: dict[str, float] | None = None) -> Report:
+def report_finished(
+    out_dir: str | Path, thresholds: dict[str, float] | None = None, env_ids: Sequence[str] | None = None
+) -> Report:
     """Summarize every finished run stored under ``out_dir``, whichever calls made them; runs nothing.
 
     This is how runs with different budgets or protocols (a baseline's own eval interval, a rerun variant) end up
@@ -944,9 +972,11 @@ def report_finished(out_dir: str | Path, thresholds: dict[str, float] | None = N
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(record, dict) and "spec" in record and record.get("evals"):
-            records.append(record)
+            if env_ids is None or record["spec"]["env_id"] in env_ids:
+                records.append(record)
     if not records:
-        raise ValueError(f"no finished run under {out_dir / 'runs'}")
+        among = f" for {', '.join(env_ids)}" if env_ids else ""
+        raise ValueError(f"no finished run{among} under {out_dir / 'runs'}")
     register_project_envs()
     env_ids = list(dict.fromkeys(r["spec"]["env_id"] for r in records))
 
@@ -977,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``compare`` command's arguments."""
     p = argparse.ArgumentParser(
         prog="wm-agent compare",
-        epilog="--report alone (no --env) summarizes every run already stored under --out.",
+        epilog="--report summarizes the runs already stored under --out (only those of --env when given).",
         description="Compare JEPADreamer and SB3 baselines on Gymnasium envs under one evaluation protocol.",
     )
     p.add_argument("--env", help="env id(s), comma-separated, e.g. CartPole-v1,wm/PixelCartPole-v0")
@@ -1043,8 +1073,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.report:
+        grid = {"--algo-steps": args.algo_steps, "--algo-kwargs": args.algo_kwargs, "--save-models": args.save_models}
+        given = [name for name, value in grid.items() if value]
+        if given:
+            parser.error(f"--report runs nothing, so {', '.join(given)} would be ignored; leave them out")
+        env_filter = [e.strip() for e in args.env.split(",") if e.strip()] if args.env else None
         try:
-            report = report_finished(args.out, parse_thresholds(args.threshold))
+            report = report_finished(args.out, parse_thresholds(args.threshold), env_filter)
         except ValueError as e:
             parser.error(str(e))
         print(report.files["summary_md"].read_text())

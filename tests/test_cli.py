@@ -69,6 +69,8 @@ def test_package_a_checkpoint_then_eval_uses_its_env_kwargs(tmp_path, capsys, ti
     assert main(["eval", str(folder), "-n", "2"]) == 0  # the 5-step limit comes back from results.json
     mean = float(capsys.readouterr().out.split(": ")[1].split(" +/-")[0])
     assert mean <= 5
+    assert main(["eval", str(folder), "-n", "2", "--env", "CartPole-v1", "--env-kwargs", "max_episode_steps=3"]) == 0
+    assert float(capsys.readouterr().out.split(": ")[1].split(" +/-")[0]) <= 3  # given kwargs win over stored ones
 
 
 def test_enjoy_writes_a_gif_headless(tmp_path, capsys, tiny_kwargs):

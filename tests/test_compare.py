@@ -86,17 +86,28 @@ def test_budget_per_label_and_saved_models(tmp_path):
     assert A2C.load(model_path).num_timesteps >= 128
     third = compare.run_comparison(["CartPole-v1"], ["a2c"], steps=128, save_models=True, **kwargs)
     assert not third.ran and len(third.skipped) == 1  # same run: the budget, not the flag, is its identity
+    compare.run_comparison(["CartPole-v1"], ["a2c"], steps=128, force=True, **kwargs)
+    assert not model_path.exists()  # redone without --save-models: the old model no longer matches the result
+
+    # a base name's budget reaches its variants; a variant's own entry wins
+    specs, _ = compare.plan_runs(
+        ["CartPole-v1"], ["a2c", "a2c@x", "a2c@y"], 1, 50, 10, steps_by_label={"a2c": 70, "a2c@y": 90}
+    )
+    assert [s.steps for s in specs] == [70, 70, 90]
 
 
 def test_report_combines_runs_of_separate_calls(tmp_path, capsys):
     out = tmp_path / "out"
     kwargs = dict(seeds=1, eval_episodes=1, jobs=0, out_dir=out, progress=False)
     compare.run_comparison(["CartPole-v1"], ["a2c"], steps=64, eval_every=32, **kwargs)
-    compare.run_comparison(["CartPole-v1"], ["dqn"], steps=96, eval_every=48, **kwargs)
+    compare.run_comparison(["CartPole-v1"], ["dqn"], steps=96, eval_every=48, **{**kwargs, "seeds": 2})
     assert "dqn" in (out / "summary.md").read_text() and "a2c" not in (out / "summary.md").read_text()
 
+    # seed 0 again with another budget: seed 1 keeps the old one, so the label now has two settings
+    compare.run_comparison(["CartPole-v1"], ["dqn"], steps=64, eval_every=32, **kwargs)
     assert compare.main(["--report", "--out", str(out)]) == 0
     summary = (out / "summary.md").read_text()
+    assert "| CartPole-v1 (475) | dqn | zoo | 1 | 64 |" in summary  # two rows, never one mixing the settings
     assert (
         "| CartPole-v1 (475) | a2c | zoo | 1 | 64 |" in summary
         and "| CartPole-v1 (475) | dqn | zoo | 1 | 96 |" in summary
@@ -227,6 +238,8 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "dqn=100"], "which is not in --algos"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=many"], "--algo-steps expects ALGO=N"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=0"], "--algo-steps ppo must be at least 1"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=5", "--algo-steps", "ppo=6"], "two budgets"),
+        (["--report", "--algo-steps", "ppo=5"], "--report runs nothing, so --algo-steps"),
         (["--env", "Pendulum-v1", "--algos", "dqn"], "dqn does not support"),
         (["--algos", "ppo"], "--env is required (or --report"),
     ],

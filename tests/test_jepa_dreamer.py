@@ -459,3 +459,15 @@ def test_prefill_repeats_random_actions_but_not_across_episodes(tiny_kwargs):
     assert switch_rate(sticky, [True] * 600) > 0.55  # a new episode always draws afresh
     with pytest.raises(ValueError, match="prefill_repeat_prob"):
         make_config(prefill_repeat_prob=1.0)
+
+
+def test_sticky_prefill_survives_a_change_in_the_number_of_envs(tmp_path, tiny_kwargs):
+    model = JEPADreamer(
+        "MlpPolicy", make_vec_env("Acrobot-v1", n_envs=2), **{**tiny_kwargs, "prefill_repeat_prob": 0.9}
+    )
+    model.learn(10)
+    model.save(tmp_path / "agent")
+    model = JEPADreamer.load(tmp_path / "agent", env=make_vec_env("Acrobot-v1", n_envs=3))
+    assert model._last_prefill_actions is None  # not saved
+    model.learn(10)  # back in prefill with 3 envs: the 2-env actions must not be reused
+    assert model._last_prefill_actions.shape[0] == 3

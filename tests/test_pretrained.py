@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,3 +81,29 @@ def test_names_and_listing():
     assert model_name("wm/PixelCartPole-v0") == "jepa_dreamer-wm-PixelCartPole-v0"
     for agent in list_pretrained():
         assert {"env_id", "eval_mean", "eval_std", "n_timesteps", "folder"} <= set(agent)
+
+
+SHIPPED = list_pretrained()
+
+
+def test_the_promised_agents_are_shipped_small_and_documented():
+    env_ids = {agent["env_id"] for agent in SHIPPED}
+    assert {"CartPole-v1", "Acrobot-v1", "Pendulum-v1"} <= env_ids
+    assert any(env_id.startswith("wm/Pixel") or "Distractor" in env_id for env_id in env_ids), env_ids
+    for agent in SHIPPED:
+        folder = Path(agent["folder"])
+        assert (folder / f"{model_name(agent['env_id'])}.zip").stat().st_size < 5 * 2**20
+        assert agent["command"] and agent["n_timesteps"] > 0 and agent["seed"] is not None
+        assert {"torch", "stable_baselines3", "gymnasium", "wm_agent"} <= set(agent["versions"])
+
+
+@pytest.mark.parametrize("agent", SHIPPED, ids=[agent["env_id"] for agent in SHIPPED])
+def test_shipped_agent_reproduces_its_score_in_a_fresh_process(agent):
+    """`wm-agent eval ENV_ID` in a new interpreter scores within one std of the agent's metadata (5 episodes)."""
+    command = [sys.executable, "-m", "wm_agent.cli", "eval", agent["env_id"], "-n", "5", "--seed", "0"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr
+    mean = float(done.stdout.rsplit(": ", 1)[1].split(" +/-")[0])
+    assert abs(mean - agent["eval_mean"]) <= agent["eval_std"] + 0.01, (mean, agent["eval_mean"], agent["eval_std"])

@@ -115,8 +115,8 @@ def _load_agent(args: argparse.Namespace):
 
         model = load_pretrained(args.path, device=args.device)
         env_id = args.env or model.pretrained_info["env_id"]
-        if not args.env and not env_kwargs:
-            env_kwargs = model.pretrained_info.get("env_kwargs", {})
+        if env_id == model.pretrained_info["env_id"]:  # the agent's own env: its settings, then the given ones
+            env_kwargs = {**model.pretrained_info.get("env_kwargs", {}), **env_kwargs}
     else:
         model = _algo_class(args.algo).load(args.path, device=args.device)
         env_id = args.env
@@ -143,7 +143,7 @@ def enjoy(args: argparse.Namespace) -> int:
     import numpy as np
 
     model, env_id, env_kwargs = _load_agent(args)
-    env = gym.make(env_id, render_mode="rgb_array" if args.gif else "human", **env_kwargs)
+    env = gym.make(env_id, **{**env_kwargs, "render_mode": "rgb_array" if args.gif else "human"})
     frames, returns = [], []
     for episode in range(args.n_episodes):
         obs, _ = env.reset(seed=args.seed + episode)
@@ -179,10 +179,11 @@ def package_agent(args: argparse.Namespace) -> int:
     _register_project_envs()
     model = JEPADreamer.load(args.path, device=args.device)
     env_kwargs = _parse_kwargs(args.env_kwargs)
-    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed, env_kwargs=env_kwargs)
+    eval_seed = args.seed if args.seed is not None else (model.seed or 0) + 1000
+    eval_env = make_vec_env(args.env, n_envs=1, seed=eval_seed, env_kwargs=env_kwargs)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.n_episodes, deterministic=True)
     folder = package(
-        model, args.out, args.env, mean, std, args.n_episodes, env_kwargs, args.trained_with, eval_seed=args.seed
+        model, args.out, args.env, mean, std, args.n_episodes, env_kwargs, args.trained_with, eval_seed=eval_seed
     )
     print(f"{args.path} on {args.env}: {mean:.1f} +/- {std:.1f} over {args.n_episodes} episodes; packaged in {folder}")
     return 0
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
     p.add_argument("--out", default="wm_agent/pretrained", help="folder to write jepa_dreamer-ENV/ into")
     p.add_argument("-n", "--n-episodes", type=int, default=10, help="deterministic evaluation episodes")
-    p.add_argument("--seed", type=int, default=1000, help="eval env seed (default: %(default)s, as train uses)")
+    p.add_argument("--seed", type=int, default=None, help="eval env seed (default: the agent's seed + 1000, as train)")
     p.add_argument("--trained-with", default="", help="the command that trained it, kept in results.json")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=package_agent)

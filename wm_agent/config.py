@@ -26,8 +26,8 @@ class JEPADreamerConfig:
     batch_size: int = 16  # sequences per update
     seq_len: int = 32  # steps per sequence
     train_ratio: float = 128.0  # replayed steps per env step (compute vs sample efficiency)
-    learning_starts: int = 1000  # env steps with uniform random actions before the first update
-    prefill_repeat_prob: float = 0.0  # chance a prefill step repeats the last random action (sparse-reward tasks)
+    learning_starts: int = 1000  # env steps with random actions (see prefill_repeat_prob) before the first update
+    prefill_repeat_prob: float = 0.0  # chance a prefill step repeats its env's last random action
     pretrain_updates: int = 0  # extra updates on the prefill data at the first training step
 
     # --- world model ---

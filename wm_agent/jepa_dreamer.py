@@ -47,6 +47,7 @@ class JEPADreamer(BaseAlgorithm):
         "MultiInputPolicy": JEPADreamerPolicy,
     }
     policy: JEPADreamerPolicy
+    _last_prefill_actions: np.ndarray | None = None  # (n_envs, ...) last prefill actions, for prefill_repeat_prob
 
     def __init__(
         self,
@@ -115,7 +116,13 @@ class JEPADreamer(BaseAlgorithm):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "replay_buffer", "_act_state", "_metric_sums"]
+        return [
+            *super()._excluded_save_params(),
+            "replay_buffer",
+            "_act_state",
+            "_metric_sums",
+            "_last_prefill_actions",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
@@ -176,6 +183,7 @@ class JEPADreamer(BaseAlgorithm):
         assert self.env is not None and self.replay_buffer is not None
         n = self.n_envs
         self._act_state = self.policy.initial_state(n)
+        self._last_prefill_actions = None
         obs = self.policy.obs_spec.as_dict(self._last_obs)
         self.policy.obs_spec.check_finite(obs)
         self._store_episode_starts(obs, np.arange(n))
@@ -189,7 +197,7 @@ class JEPADreamer(BaseAlgorithm):
         still follows the actions taken.
         """
         fresh = np.stack([self.action_space.sample() for _ in range(self.n_envs)])
-        previous = getattr(self, "_last_prefill_actions", None)
+        previous = self._last_prefill_actions
         if previous is not None and self.config.prefill_repeat_prob > 0:
             repeat = self.action_space.np_random.random(self.n_envs) < self.config.prefill_repeat_prob
             repeat &= ~np.asarray(self._last_episode_starts, dtype=bool)
