@@ -80,7 +80,7 @@ def ridge_r2(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return _ridge_fit_score(x_train, y_train, x_test, y_test, alpha)
 
 
-def probe_runs(runs_dir: Path, steps: int, seed: int) -> list[dict[str, Any]]:
+def probe_runs(runs_dir: Path, steps: int, seed: int, env_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per kept model under ``runs_dir/runs`` (plus one untrained model per env and label)."""
     register_project_envs()
     rows = []
@@ -88,7 +88,7 @@ def probe_runs(runs_dir: Path, steps: int, seed: int) -> list[dict[str, Any]]:
     for zip_path in sorted((runs_dir / "runs").rglob("seed*.zip")):
         record = json.loads(zip_path.with_suffix(".json").read_text())
         env_id, label = record["spec"]["env_id"], record["spec"]["label"]
-        if not label.startswith("jepa_dreamer"):
+        if not label.startswith("jepa_dreamer") or (env_ids and env_id not in env_ids):
             continue
         model = JEPADreamer.load(zip_path, device="cpu")
         candidates = [(label, record["spec"]["seed"], model)]
@@ -123,17 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", required=True, help="a compare.py --out folder whose runs kept their models")
     parser.add_argument("--steps", type=int, default=3000, help="env steps of the probe stream (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the probe stream (default: %(default)s)")
+    parser.add_argument("--env", default=None, help="only the runs of these env ids (comma-separated)")
+    parser.add_argument("--out", default=None, help="file stem for the .md/.json tables (default: RUNS/probe)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--names", default="x,x_dot,theta,theta_dot", help="names of the state variables")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     runs_dir = Path(args.runs)
-    rows = probe_runs(runs_dir, args.steps, args.seed)
+    rows = probe_runs(runs_dir, args.steps, args.seed, args.env.split(",") if args.env else None)
     if not rows:
         parser.error(f"no JEPADreamer model kept under {runs_dir / 'runs'} (run compare.py with --save-models)")
-    (runs_dir / "probe.json").write_text(json.dumps(rows, indent=1))
+    stem = Path(args.out) if args.out else runs_dir / "probe"
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     table = markdown(rows, args.names.split(","))
-    (runs_dir / "probe.md").write_text(table)
+    stem.with_suffix(".md").write_text(table)
     print(table)
     return 0
 

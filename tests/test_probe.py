@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives in the checkout, not the wheel
 
@@ -40,3 +41,6 @@ def test_probe_a_kept_model_end_to_end(tmp_path, tiny_kwargs, capsys):
     assert probe.main(["--runs", str(tmp_path), "--steps", "120"]) == 0
     table = (tmp_path / "probe.md").read_text()
     assert "| CartPole-v1 | jepa_dreamer | 1 |" in table and "| CartPole-v1 | jepa_dreamer (untrained) | 1 |" in table
+    with pytest.raises(SystemExit):  # nothing kept for that env
+        probe.main(["--runs", str(tmp_path), "--steps", "120", "--env", "Acrobot-v1"])
+    assert "no JEPADreamer model kept" in capsys.readouterr().err
