@@ -125,13 +125,21 @@ def _load_agent(args: argparse.Namespace):
     return model, env_id, env_kwargs
 
 
+def _eval_seed(args: argparse.Namespace, model) -> int:
+    """--seed, else a pretrained agent's own eval seed (so `wm-agent eval ENV_ID` replays its listed score), else 0."""
+    if args.seed is not None:
+        return args.seed
+    info = getattr(model, "pretrained_info", None) or {}
+    return int(info.get("eval_seed") or 0)
+
+
 def evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved agent: mean +/- std of the return over N deterministic episodes."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
     model, env_id, env_kwargs = _load_agent(args)
-    env = make_vec_env(env_id, n_envs=1, seed=args.seed, env_kwargs=env_kwargs)
+    env = make_vec_env(env_id, n_envs=1, seed=_eval_seed(args, model), env_kwargs=env_kwargs)
     mean, std = evaluate_policy(model, env, n_eval_episodes=args.n_episodes, deterministic=not args.stochastic)
     print(f"{args.path} on {env_id}: {mean:.2f} +/- {std:.2f} over {args.n_episodes} episodes")
     return 0
@@ -146,7 +154,7 @@ def enjoy(args: argparse.Namespace) -> int:
     env = gym.make(env_id, **{**env_kwargs, "render_mode": "rgb_array" if args.gif else "human"})
     frames, returns = [], []
     for episode in range(args.n_episodes):
-        obs, _ = env.reset(seed=args.seed + episode)
+        obs, _ = env.reset(seed=_eval_seed(args, model) + episode)
         state, start, done, episode_return = None, np.ones(1, bool), False, 0.0
         while not done:
             action, state = model.predict(obs, state=state, episode_start=start, deterministic=not args.stochastic)
@@ -244,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--env", default=None, help="env id (required for a bare .zip)")
     agent.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
     agent.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
-    agent.add_argument("--seed", type=int, default=0)
+    agent.add_argument(
+        "--seed", type=int, default=None, help="env seed (default: a pretrained agent's own eval seed, else 0)"
+    )
     agent.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
     agent.add_argument("--device", default="auto")
 
