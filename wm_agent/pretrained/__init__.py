@@ -69,11 +69,19 @@ def _resolve(name_or_path: str | pathlib.Path) -> pathlib.Path:
 def load_pretrained(name_or_path: str | pathlib.Path, env=None, device: str = "auto", **kwargs: Any) -> JEPADreamer:
     """A ready JEPADreamer from a shipped env id (``"CartPole-v1"``), a local folder or zip, or a hub repo id.
 
-    With `env`, the agent can continue learning (fine-tuning); its spaces must match the agent's.
+    With `env` (an env, a VecEnv, or an env id, made with the agent's env kwargs when it is the agent's own), the
+    agent can continue learning (fine-tuning); its spaces must match the agent's.
     The returned model carries the agent's metadata as ``model.pretrained_info``.
     """
     folder = _resolve(name_or_path)
     results = _read_results(folder)
+    if isinstance(env, str):
+        from stable_baselines3.common.env_util import make_vec_env
+
+        if env.startswith("wm/"):
+            import envs  # noqa: F401  (registers the project's wm/ ids)
+        env_kwargs = results.get("env_kwargs", {}) if env == results["env_id"] else {}
+        env = make_vec_env(env, env_kwargs=env_kwargs)
     zips = sorted(folder.glob("*.zip"))
     if len(zips) != 1:
         raise ValueError(f"{folder} should hold exactly one checkpoint .zip, found {[z.name for z in zips]}")
