@@ -165,8 +165,8 @@ def package(
         f"# JEPADreamer on {env_id}\n\n"
         f"Eval return {eval_mean:.1f} +/- {eval_std:.1f} over {n_eval_episodes} deterministic episodes after "
         f"{results['n_timesteps']} env steps (seed {model.seed}).\n\n"
-        "```python\nfrom wm_agent import load_pretrained\n"
-        f"model = load_pretrained({str(folder)!r})\n```\n\n"
+        "```python\nfrom wm_agent import load_pretrained\n\n"
+        f"model = load_pretrained({json.dumps(str(folder))})\n```\n\n"
         f"Trained with: `{command or 'see results.json'}`\n"
     )
     return folder
