@@ -886,9 +886,14 @@ def write_outputs(
     files["summary_json"].write_text(
         json.dumps({"settings": settings, "summary": summary, "ratios": ratios}, indent=1, default=str)
     )
-    for env_id in dict.fromkeys(r["spec"]["env_id"] for r in records):
-        path = out_dir / f"curves_{env_slug(env_id)}.png"
-        files[f"curves:{env_id}"] = plot_curves(records, env_id, thresholds.get(env_id), path)
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        print("no learning-curve PNGs: matplotlib is not installed (pip install 'wm-agent[bench]')", file=sys.stderr)
+    else:
+        for env_id in dict.fromkeys(r["spec"]["env_id"] for r in records):
+            path = out_dir / f"curves_{env_slug(env_id)}.png"
+            files[f"curves:{env_id}"] = plot_curves(records, env_id, thresholds.get(env_id), path)
     if failed:
         files["errors"] = out_dir / "errors.log"
         files["errors"].write_text("\n".join(f"== {s.env_id}/{s.label}/seed{s.seed}\n{text}" for s, text in failed))

@@ -120,6 +120,15 @@ def test_report_combines_runs_of_separate_calls(tmp_path, capsys):
     assert "no finished run under" in capsys.readouterr().err
 
 
+def test_without_matplotlib_the_tables_are_still_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail, as without the extra
+    out = tmp_path / "out"
+    compare.run_comparison(["CartPole-v1"], ["a2c"], steps=32, seeds=1, eval_every=32, eval_episodes=1, jobs=0,
+                           out_dir=out, progress=False)  # fmt: skip
+    assert (out / "summary.md").exists() and not list(out.glob("*.png"))
+    assert "pip install 'wm-agent[bench]'" in capsys.readouterr().err
+
+
 def test_failed_run_is_reported_and_others_go_on(tmp_path, monkeypatch):
     real_build = compare.build_model
 
