@@ -49,8 +49,9 @@ def rollout_features(model: JEPADreamer, env_id: str, steps: int, seed: int) -> 
         action = env.action_space.sample()
         prev_action = torch.as_tensor(policy.action_spec.from_env(np.asarray([action])), device=policy.device)
         obs, _, terminated, truncated, _ = env.step(action)
-        start = torch.ones(1, device=policy.device) if terminated or truncated else torch.zeros(1, device=policy.device)
-        if terminated or truncated:
+        done = terminated or truncated
+        start = torch.full((1,), float(done), device=policy.device)
+        if done:
             obs, _ = env.reset(seed=int(rng.integers(2**31)))
     env.close()
     return np.stack(features), np.stack(states)

@@ -12,12 +12,13 @@ from typing import Any
 ALGOS = ("jepa_dreamer", "ppo", "a2c", "dqn", "sac", "td3")
 
 
+EVAL_SEED_OFFSET = 1000  # an agent is evaluated on seed + 1000, apart from its training env (as compare.py does)
+
+
 def _register_project_envs() -> None:
-    """Make the project's `wm/...` ids available when the `envs` package is installed beside wm_agent."""
-    try:
-        import envs  # noqa: F401
-    except ImportError:
-        pass
+    from wm_agent.pretrained import register_project_envs
+
+    register_project_envs()
 
 
 def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
@@ -78,7 +79,9 @@ def train(args: argparse.Namespace) -> int:
     path = out_dir / f"{args.env.replace('/', '-')}_seed{args.seed}.zip"
     model.save(path)
 
-    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 1000, env_kwargs=_parse_kwargs(args.env_kwargs))
+    eval_env = make_vec_env(
+        args.env, n_envs=1, seed=args.seed + EVAL_SEED_OFFSET, env_kwargs=_parse_kwargs(args.env_kwargs)
+    )
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
     print(
         f"{args.algo} on {args.env}: {args.n_timesteps} env steps in {train_seconds:.0f} s; "
@@ -98,7 +101,7 @@ def train(args: argparse.Namespace) -> int:
             args.eval_episodes,
             env_kwargs,
             command,
-            eval_seed=args.seed + 1000,
+            eval_seed=args.seed + EVAL_SEED_OFFSET,
         )
         print(f"packaged as a pretrained agent in {folder}")
     return 0
@@ -187,7 +190,7 @@ def package_agent(args: argparse.Namespace) -> int:
     _register_project_envs()
     model = JEPADreamer.load(args.path, device=args.device)
     env_kwargs = _parse_kwargs(args.env_kwargs)
-    eval_seed = args.seed if args.seed is not None else (model.seed or 0) + 1000
+    eval_seed = args.seed if args.seed is not None else (model.seed or 0) + EVAL_SEED_OFFSET
     eval_env = make_vec_env(args.env, n_envs=1, seed=eval_seed, env_kwargs=env_kwargs)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.n_episodes, deterministic=True)
     folder = package(

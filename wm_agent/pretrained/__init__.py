@@ -20,6 +20,14 @@ SHIPPED_DIR = pathlib.Path(__file__).parent
 ALGO_NAME = "jepa_dreamer"
 
 
+def register_project_envs() -> None:
+    """Make the project's `wm/...` ids available when the `envs` package is installed beside wm_agent."""
+    try:
+        import envs  # noqa: F401
+    except ImportError:
+        pass
+
+
 def model_name(env_id: str) -> str:
     """``jepa_dreamer-{env}``: the folder, file and hub repo name of an agent for `env_id`."""
     return f"{ALGO_NAME}-{env_id.replace('/', '-')}"
@@ -78,8 +86,7 @@ def load_pretrained(name_or_path: str | pathlib.Path, env=None, device: str = "a
     if isinstance(env, str):
         from stable_baselines3.common.env_util import make_vec_env
 
-        if env.startswith("wm/"):
-            import envs  # noqa: F401  (registers the project's wm/ ids)
+        register_project_envs()
         env_kwargs = results.get("env_kwargs", {}) if env == results["env_id"] else {}
         env = make_vec_env(env, env_kwargs=env_kwargs)
     zips = sorted(folder.glob("*.zip"))
