@@ -138,11 +138,11 @@ def test_unimix_keeps_every_class_possible():
 
 
 def test_kl_free_bits():
-    logits = torch.randn(5, 4, 3)
+    logits = torch.randn(5, 4, 3).log_softmax(-1)
     dyn, rep, raw = kl_balance(logits, logits.clone(), free=1.0)
     torch.testing.assert_close(raw, torch.zeros(5), atol=1e-6, rtol=0)
     torch.testing.assert_close(dyn, torch.ones(5))  # a KL under the free nats is clipped up to them
-    other = torch.randn(5, 4, 3) * 5
+    other = (torch.randn(5, 4, 3) * 5).log_softmax(-1)
     dyn, rep, raw = kl_balance(logits, other, free=0.0)
     torch.testing.assert_close(dyn, rep)
     assert (raw > 0).all()

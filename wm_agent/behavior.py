@@ -171,7 +171,7 @@ class Behavior(nn.Module):
         value_logits = self.critic.net(feats.detach())  # (H + 1, N, bins); the last step only bootstraps
         with torch.no_grad():
             value = TwoHot(value_logits.detach(), self.critic.bins).mean  # (H + 1, N)
-            slow_value = self.slow_critic(feats[:-1].detach()).mean
+            slow_value = bootstrap[:-1].detach() if backprop else self.slow_critic(feats[:-1]).mean
             # probability that the imagined trajectory is still alive at each step where an action is taken
             weight = torch.cumprod(cont[:-1], 0)
         returns = lambda_returns(reward, value if bootstrap is None else bootstrap, cfg.gamma * cont[1:], cfg.lam)

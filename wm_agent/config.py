@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from wm_agent.precision import PRECISIONS
+
 
 @dataclass
 class JEPADreamerConfig:
@@ -20,6 +22,8 @@ class JEPADreamerConfig:
     embed: int = 128  # encoder output size (the JEPA embedding)
     cnn_depth: int = 16  # channels of the first conv layer; multiplied by 2, 3, 4, 4
     image_size: int = 64  # images are resized to this square size on the device
+    precision: str = "auto"  # "auto": bf16 convolutions where the hardware has bf16, else float32; or "float32",
+    # "bfloat16" (the whole update under bf16 autocast). A seed gives the same run on one machine in every mode.
 
     # --- replay and update schedule ---
     buffer_size: int = 1_000_000  # env steps kept in the sequence replay
@@ -70,6 +74,8 @@ class JEPADreamerConfig:
     imagine_starts: int = 256  # posterior states used as imagination starts (0 = all B*T)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.representation not in ("jepa", "reconstruction"):
             raise ValueError(f"representation must be 'jepa' or 'reconstruction', got {self.representation!r}")
         if self.jepa_target not in ("ema", "stopgrad"):

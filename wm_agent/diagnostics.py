@@ -30,7 +30,6 @@ def embedding_stats(embed: torch.Tensor, max_rows: int = 256) -> dict[str, torch
     }
 
 
-def latent_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of the categorical latents, summed over the S latents: (..., S, C) -> scalar."""
-    log_probs = logits.log_softmax(-1)
+def latent_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of categorical latents given by normalised log-probabilities (..., S, C), summed over S."""
     return -(log_probs.exp() * log_probs).sum((-2, -1)).mean()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import distributions as td
@@ -25,8 +27,13 @@ class TwoHot:
     """
 
     def __init__(self, logits: torch.Tensor, bins: torch.Tensor) -> None:
-        self.logits = logits  # (..., K)
+        self.logits = logits.float()  # (..., K); float32 even when computed under bf16 autocast
         self.bins = bins  # (K,), in symlog space, ascending
+
+    @functools.cached_property
+    def log_probs(self) -> torch.Tensor:
+        """Normalised log-probabilities (..., K), computed once however many targets are scored."""
+        return self.logits.log_softmax(-1)
 
     @property
     def probs(self) -> torch.Tensor:
@@ -35,33 +42,55 @@ class TwoHot:
     @property
     def mean(self) -> torch.Tensor:
         """Expected value, in the original (symexp) space."""
-        return symexp((self.probs * self.bins).sum(-1))
+        return symexp(self.probs @ self.bins)
 
     def log_prob(self, target: torch.Tensor) -> torch.Tensor:
-        """Log-likelihood of `target` (original space) under the two-hot encoding of symlog(target)."""
-        return (two_hot(symlog(target), self.bins) * self.logits.log_softmax(-1)).sum(-1)
+        """Log-likelihood of `target` (original space) under the two-hot encoding of symlog(target).
+
+        Reads only the two bins that carry weight, instead of a dense (..., K) encoding.
+        """
+        below, above, weight_above = two_hot_index(symlog(target), self.bins)
+        log_probs = self.log_probs
+        log_below = log_probs.gather(-1, below.unsqueeze(-1)).squeeze(-1)
+        log_above = log_probs.gather(-1, above.unsqueeze(-1)).squeeze(-1)
+        return torch.lerp(log_below, log_above, weight_above)
+
+
+def two_hot_index(x: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The two bins around each `x` (..., ) and the weight of the upper one: (below, above, weight_above)."""
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.bucketize(x, bins).clamp(1, len(bins) - 1)
+    below = above - 1
+    bin_below = bins[below]
+    weight_above = (x - bin_below) / (bins[above] - bin_below)
+    return below, above, weight_above
 
 
 def two_hot(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
     """Encode `x` (..., ) as weights (..., K) on its two nearest `bins`."""
-    x = x.clamp(bins[0], bins[-1])
-    above = torch.bucketize(x, bins).clamp(1, len(bins) - 1)
-    below = above - 1
-    width = bins[above] - bins[below]
-    weight_above = (x - bins[below]) / width
+    below, above, weight_above = two_hot_index(x, bins)
     encoded = torch.zeros(*x.shape, len(bins), device=x.device, dtype=x.dtype)
     encoded.scatter_(-1, below.unsqueeze(-1), (1 - weight_above).unsqueeze(-1))
     encoded.scatter_add_(-1, above.unsqueeze(-1), weight_above.unsqueeze(-1))
     return encoded
 
 
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim. Short rows (the latents' classes, a few actions) are done by hand: torch's CPU
+    kernel costs several times more than its handful of elementwise ops there (measured: 300 vs 110 us on
+    256 x 16 x 8 logits)."""
+    if logits.shape[-1] > 32:
+        return logits.softmax(-1)
+    exp = (logits - logits.detach().amax(-1, keepdim=True)).exp()
+    return exp / exp.sum(-1, keepdim=True)
+
+
 def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
     """Log-probabilities of a categorical with `unimix` of a uniform mixed in, so no class has zero probability."""
     if unimix <= 0:
         return logits.log_softmax(-1)
-    probs = logits.softmax(-1)
-    probs = (1 - unimix) * probs + unimix / probs.shape[-1]
-    return probs.log()
+    probs = softmax(logits)
+    return (probs * (1 - unimix) + unimix / probs.shape[-1]).log()
 
 
 def sample_one_hot(log_probs: torch.Tensor, straight_through: bool = True) -> torch.Tensor:
@@ -72,8 +101,8 @@ def sample_one_hot(log_probs: torch.Tensor, straight_through: bool = True) -> to
     """
     probs = log_probs.exp()
     uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype)
-    index = (probs.cumsum(-1) < uniform).sum(-1).clamp(max=probs.shape[-1] - 1)
-    one_hot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    index = (probs.cumsum(-1) < uniform).sum(-1, keepdim=True).clamp_(max=probs.shape[-1] - 1)
+    one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
     return one_hot + probs - probs.detach() if straight_through else one_hot
 
 

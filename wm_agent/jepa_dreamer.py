@@ -22,6 +22,7 @@ from stable_baselines3.common.utils import safe_mean
 
 from wm_agent.config import JEPADreamerConfig, make_config
 from wm_agent.policies import JEPADreamerPolicy
+from wm_agent.precision import reuse_freed_memory, update_autocast
 from wm_agent.replay import SequenceReplay
 from wm_agent.spaces import ActionSpec, ObsSpec
 from wm_agent.version import __version__
@@ -92,6 +93,8 @@ class JEPADreamer(BaseAlgorithm):
     # ------------------------------------------------------------------ setup
 
     def _setup_model(self) -> None:
+        if self.device.type == "cpu":
+            reuse_freed_memory()
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.config, **self.policy_kwargs)
@@ -287,7 +290,8 @@ class JEPADreamer(BaseAlgorithm):
         for _ in range(gradient_steps):
             batch = self.replay_buffer.sample(cfg.batch_size, cfg.seq_len, self.device)
 
-            model_loss, metrics, post = policy.world_model.loss(batch)
+            with update_autocast(self.device, cfg.precision):
+                model_loss, metrics, post = policy.world_model.loss(batch)
             policy.model_optimizer.zero_grad(set_to_none=True)
             model_loss.backward()
             metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(
@@ -301,7 +305,8 @@ class JEPADreamer(BaseAlgorithm):
             if cfg.imagine_starts and cfg.imagine_starts < start_cont.shape[0]:
                 keep = torch.randperm(start_cont.shape[0], device=self.device)[: cfg.imagine_starts]
                 start, start_cont = start.select(keep), start_cont[keep]
-            actor_loss, critic_loss, behavior_metrics = policy.behavior.loss(policy.world_model, start, start_cont)
+            with update_autocast(self.device, cfg.precision):
+                actor_loss, critic_loss, behavior_metrics = policy.behavior.loss(policy.world_model, start, start_cont)
             policy.actor_optimizer.zero_grad(set_to_none=True)
             policy.critic_optimizer.zero_grad(set_to_none=True)
             (actor_loss + critic_loss).backward()

@@ -7,6 +7,7 @@ from torch import nn
 
 from wm_agent.config import JEPADreamerConfig
 from wm_agent.distributions import symlog
+from wm_agent.precision import conv_autocast
 from wm_agent.spaces import ObsSpec
 from wm_agent.world_model.heads import mlp
 
@@ -26,6 +27,15 @@ class ChannelLayerNorm(nn.Module):
 
 def cnn_stages(cfg: JEPADreamerConfig) -> list[int]:
     return [cfg.cnn_depth * m for m in CNN_MULTIPLIERS]
+
+
+def run_cnn(cnn: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
+    """Apply a conv stack to (N, C, H, W) in channels-last layout (bf16 where `precision` allows), float32 out.
+
+    Channels-last makes the channel LayerNorms' permutes free and lets oneDNN pick its fastest kernels.
+    """
+    with conv_autocast(x.device, precision):
+        return cnn(x.contiguous(memory_format=torch.channels_last)).float()
 
 
 class ObsEncoder(nn.Module):
@@ -51,6 +61,7 @@ class ObsEncoder(nn.Module):
             self.cnn = nn.Sequential(*layers, nn.Flatten())
             branch_out += channels * (cfg.image_size // 2 ** len(CNN_MULTIPLIERS)) ** 2
         self.out = nn.Linear(branch_out, cfg.embed)
+        self.precision = cfg.precision
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """`obs` holds preprocessed tensors with one leading batch dim (see ObsSpec.preprocess)."""
@@ -58,7 +69,8 @@ class ObsEncoder(nn.Module):
         if self.vector_names:
             parts.append(self.mlp(symlog(torch.cat([obs[k] for k in self.vector_names], -1))))
         if self.image_names:
-            parts.append(self.cnn(torch.cat([obs[k] for k in self.image_names], 1)))
+            images = torch.cat([obs[k] for k in self.image_names], 1)
+            parts.append(run_cnn(self.cnn, images, self.precision))
         return self.out(torch.cat(parts, -1))
 
 
@@ -84,6 +96,7 @@ class ObsDecoder(nn.Module):
             layers.append(nn.ConvTranspose2d(channels, sum(k.size for k in self.image_keys), 4, 2, 1))
             self.cnn = nn.Sequential(*layers)
             self.top_channels = stages[-1]
+        self.precision = cfg.precision
 
     def loss(self, feat: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean squared error of the prediction from `feat` (N, F) against the preprocessed `obs`, per sample."""
@@ -94,5 +107,5 @@ class ObsDecoder(nn.Module):
         if self.image_keys:
             x = self.image_in(feat).reshape(-1, self.top_channels, self.min_res, self.min_res)
             target = torch.cat([obs[k.name] for k in self.image_keys], 1)
-            loss = loss + (self.cnn(x) - target).square().sum((1, 2, 3))
+            loss = loss + (run_cnn(self.cnn, x, self.precision) - target).square().sum((1, 2, 3))
         return loss

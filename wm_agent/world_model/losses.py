@@ -6,22 +6,22 @@ import torch
 import torch.nn.functional as F
 
 
-def categorical_kl(lhs_logits: torch.Tensor, rhs_logits: torch.Tensor) -> torch.Tensor:
-    """KL(lhs || rhs) of factorised categoricals (..., S, C), summed over the S latents."""
-    lhs_log_probs = lhs_logits.log_softmax(-1)
-    return (lhs_log_probs.exp() * (lhs_log_probs - rhs_logits.log_softmax(-1))).sum((-2, -1))
+def categorical_kl(lhs_log_probs: torch.Tensor, rhs_log_probs: torch.Tensor) -> torch.Tensor:
+    """KL(lhs || rhs) of factorised categoricals given by normalised log-probabilities (..., S, C), summed over S."""
+    return (lhs_log_probs.exp() * (lhs_log_probs - rhs_log_probs)).sum((-2, -1))
 
 
 def kl_balance(
-    post_logits: torch.Tensor, prior_logits: torch.Tensor, free: float
+    post_log_probs: torch.Tensor, prior_log_probs: torch.Tensor, free: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DreamerV3's dynamics and representation losses, each clipped below `free` nats.
 
     The dynamics loss trains the prior toward the (fixed) posterior; the representation loss
-    pulls the posterior toward the (fixed) prior. Returns (dyn, rep, raw KL), each (...,).
+    pulls the posterior toward the (fixed) prior. Inputs are normalised log-probabilities (..., S, C)
+    (the RSSM's unimix outputs). Returns (dyn, rep, raw KL), each (...,).
     """
-    dyn = categorical_kl(post_logits.detach(), prior_logits)
-    rep = categorical_kl(post_logits, prior_logits.detach())
+    dyn = categorical_kl(post_log_probs.detach(), prior_log_probs)
+    rep = categorical_kl(post_log_probs, prior_log_probs.detach())
     return dyn.clamp(min=free), rep.clamp(min=free), dyn.detach()
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wm_agent.config import JEPADreamerConfig
@@ -74,14 +76,33 @@ class RSSM(nn.Module):
         deter = self.deterministic_step(state, action)
         return Latent(deter, self._sample(self.prior_logits(deter), sample))
 
+    def embed_projection(self, embed: torch.Tensor) -> torch.Tensor:
+        """The embedding's share of the posterior's first layer (..., hidden).
+
+        The posterior reads [h_t, e_t]; the e_t half does not depend on the recurrence, so `observe` computes it
+        for a whole sequence in one matmul instead of once per step.
+        """
+        return F.linear(embed, self.post_net[0].weight[:, self.deter_size :])
+
     def obs_step(
         self, state: Latent, action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor, sample: bool = True
     ) -> tuple[Latent, torch.Tensor]:
-        """One filtering step: reset where `is_first` (N,), advance, and condition on the embedding (N, E)."""
+        """One filtering step: reset where `is_first` (N,), advance, and condition on the embedding (N, E).
+
+        Returns the posterior state and its unimix log-probabilities (N, S, C).
+        """
+        return self._filter_step(state, action, self.embed_projection(embed), is_first, sample)
+
+    def _filter_step(
+        self, state: Latent, action: torch.Tensor, embed_proj: torch.Tensor, is_first: torch.Tensor, sample: bool
+    ) -> tuple[Latent, torch.Tensor]:
         keep = (1.0 - is_first.float()).unsqueeze(-1)
         state = Latent(state.deter * keep, state.stoch * keep)
         deter = self.deterministic_step(state, action * keep)
-        logits = self._logits(self.post_net, torch.cat([deter, embed], -1))
+        hidden = F.linear(deter, self.post_net[0].weight[:, : self.deter_size]) + embed_proj
+        for layer in itertools.islice(self.post_net, 1, None):
+            hidden = layer(hidden)
+        logits = unimix_logits(hidden.reshape(*hidden.shape[:-1], self.stoch, self.classes), self.unimix)
         return Latent(deter, self._sample(logits, sample)), logits
 
     def observe(
@@ -90,16 +111,17 @@ class RSSM(nn.Module):
         """Filter a batch of sequences from zero state.
 
         embed (B, T, E), action (B, T, A) (the action that led to step t), is_first (B, T).
-        Returns the posterior states (B, T, ...), posterior logits and prior logits (B, T, S, C).
+        Returns the posterior states (B, T, ...), posterior and prior log-probabilities (B, T, S, C).
         """
         batch, length = embed.shape[:2]
         state = self.initial(batch, embed.device)
-        deters, stochs, post_logits = [], [], []
+        embed_proj = self.embed_projection(embed)  # (B, T, hidden)
+        deters, stochs, post_log_probs = [], [], []
         for t in range(length):
-            state, logits = self.obs_step(state, action[:, t], embed[:, t], is_first[:, t])
+            state, log_probs = self._filter_step(state, action[:, t], embed_proj[:, t], is_first[:, t], True)
             deters.append(state.deter)
             stochs.append(state.stoch)
-            post_logits.append(logits)
+            post_log_probs.append(log_probs)
         post = Latent(torch.stack(deters, 1), torch.stack(stochs, 1))
         # the prior depends only on h_t, so it is computed for all steps at once after the loop
-        return post, torch.stack(post_logits, 1), self.prior_logits(post.deter)
+        return post, torch.stack(post_log_probs, 1), self.prior_logits(post.deter)

@@ -1,0 +1,62 @@
+"""Numeric precision: where bf16 autocast is used, and the process-level memory setting that large batches need."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import os
+
+import torch
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@functools.cache
+def native_bf16(device_type: str) -> bool:
+    """Whether `device_type` ("cpu", "cuda") computes bf16 matmuls and convolutions in hardware."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
+
+def conv_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for a convolution stack: under "auto" where the hardware has bf16, always under "bfloat16".
+
+    Convolutions over 64x64 frames are compute- and memory-bound, so bf16 pays there; the small MLPs of the
+    small preset are bound by per-op overhead and get slower from the casts (measured in benchmarks/RESULTS.md).
+    """
+    enabled = precision == "bfloat16" or (precision == "auto" and native_bf16(device.type))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def update_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for a whole training update, only under precision="bfloat16"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Ask glibc to keep large freed blocks for reuse instead of unmapping them (once per process).
+
+    By default glibc serves every allocation above 32 MB with a fresh mmap and unmaps it on free, so each
+    update page-faults its large activations again (an image batch's first feature map is 67 MB): measured
+    1.4x slower updates on 64x64 images. A user's own MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ wins.
+    Returns whether the setting was applied (False off glibc).
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt's parameter numbers (malloc.h)
+    limit = 1 << 30  # 1 GB: blocks below it come from the heap and stay there when freed
+    return bool(mallopt(m_mmap_threshold, limit)) and bool(mallopt(m_trim_threshold, limit))
