@@ -69,10 +69,14 @@ def worker(case: str, preset: str, threads: int, overrides: dict) -> None:
     model = JEPADreamer("MlpPolicy", env_id, preset=preset, seed=0, **{**case_overrides, **overrides})
     cfg = model.config
     model.learn(cfg.learning_starts + 64)  # prefill, then a few updates (one-off allocations, lazy inits)
-    with FlopCounterMode(display=False) as counter:
-        model.train(1)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model.train(1)
+        flop_per_update = counter.get_total_flops()
+    except AssertionError:  # torch's module tracker fails on no-grad heads over inputs that need grad
+        flop_per_update = float("nan")
     params = sum(p.numel() for p in model.policy.parameters())
-    reply = {"file": wm_agent.__file__, "version": wm_agent.__version__, "flop_per_update": counter.get_total_flops()}
+    reply = {"file": wm_agent.__file__, "version": wm_agent.__version__, "flop_per_update": flop_per_update}
     print(json.dumps({**reply, "params": params, "config": cfg.to_dict()}, default=str), flush=True)
     for line in sys.stdin:
         steps = int(line.split()[1])
@@ -89,7 +93,9 @@ def worker(case: str, preset: str, threads: int, overrides: dict) -> None:
 class Side:
     """One revision's worker process."""
 
-    def __init__(self, spec: str, case: str, args: argparse.Namespace, workdir: pathlib.Path) -> None:
+    def __init__(
+        self, spec: str, case: str, args: argparse.Namespace, workdir: pathlib.Path, own: dict, extra_env: dict
+    ) -> None:
         self.spec = spec
         python, pythonpath = sys.executable, None
         kind, _, value = spec.partition(":")
@@ -107,11 +113,11 @@ class Side:
         else:
             raise SystemExit(f"--against/--side must be git:REV, tree:DIR or python:PATH, got {spec!r}")
         self.expected_root = pythonpath
-        env = dict(os.environ)
+        env = {**os.environ, **extra_env}
         # the worker imports envs from this checkout when the side's tree has none (an installed version)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, str(REPO) if kind == "python" else None) if p)
         command = [python, str(pathlib.Path(__file__).resolve()), "--worker", case, "--preset", args.preset]
-        command += ["--threads", str(args.threads), "--hyperparams", json.dumps(args.hyperparams)]
+        command += ["--threads", str(args.threads), "--hyperparams", json.dumps({**args.hyperparams, **own})]
         # run from a neutral folder so that a checkout in the current directory is never imported by accident
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                         cwd=tempfile.gettempdir())  # fmt: skip
@@ -146,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--side", default="tree:" + str(REPO), help="this side (default: the working tree)")
     parser.add_argument("--case", action="append", choices=sorted(CASES), help="repeatable; default vector, image")
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--hyperparams", type=json.loads, default={}, help="JSON overrides for both sides, e.g. {}")
+    parser.add_argument("--hyperparams", type=json.loads, default={}, help="JSON config overrides for both sides")
+    parser.add_argument("--side-hyperparams", type=json.loads, default={}, help="JSON overrides for --side only")
+    parser.add_argument("--side-env", action="append", default=[], help="NAME=VALUE environment of --side only")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5, help="segments per side, alternated")
     parser.add_argument("--segment", type=int, default=128, help="env steps per segment")
@@ -166,7 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as workdir:
         for case in args.case or ["vector", "image"]:
-            sides = [Side(spec, case, args, pathlib.Path(workdir)) for spec in (args.side, args.against)]
+            side_env = dict(item.split("=", 1) for item in args.side_env)
+            sides = [
+                Side(args.side, case, args, pathlib.Path(workdir), args.side_hyperparams, side_env),
+                Side(args.against, case, args, pathlib.Path(workdir), {}, {}),
+            ]
             for _ in range(args.rounds):
                 for side in sides:
                     side.segment(args.segment)

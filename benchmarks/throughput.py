@@ -1,14 +1,20 @@
 """Throughput of JEPADreamer per size preset and observation kind: updates/s, acting steps/s, memory, GFLOP/s.
 
     python benchmarks/throughput.py --presets tiny,small --obs vector,image --threads 2
+    python benchmarks/throughput.py --device cuda --presets small,medium,large --variant eager-fp32='{"precision":
+        "float32"}' --variant compiled-bf16='{"precision": "bfloat16", "compile": true}'
 
 Prints a markdown table. Achieved GFLOP/s (counted with torch's FlopCounterMode on one update) is reported
-against the machine's measured fp32 matmul peak. CUDA is measured too when present (`--device cuda`).
+against the machine's measured matmul peak of the precision the variant runs in. `start-up` is the wall time of
+the first two updates (where torch.compile compiles). Isolated updates only: env steps/s while training, against
+another revision, is benchmarks/speed.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import resource
 import time
 
@@ -48,8 +54,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+PEAK_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def matmul_peak_gflops(
+    device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10
+) -> float:
+    """Measured dense matmul rate of `device` in `dtype`, GFLOP/s."""
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     a @ b
     sync(device)
     start = time.perf_counter()
@@ -59,18 +71,28 @@ def matmul_peak_gflops(device: torch.device, size: int = 2048, repeats: int = 10
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def measure(preset: str, obs_kind: str, device: str, updates: int, act_steps: int) -> dict:
+def measure(preset: str, obs_kind: str, device: str, updates: int, act_steps: int, overrides: dict) -> dict:
     env = make_vec_env(lambda: RandomEnv(OBS_KINDS[obs_kind]), n_envs=1, seed=0)
-    model = JEPADreamer("MlpPolicy", env, preset=preset, seed=0, device=device, learning_starts=10**9)
+    model = JEPADreamer("MlpPolicy", env, preset=preset, seed=0, device=device, learning_starts=10**9, **overrides)
     cfg = model.config
     # fill the replay with enough steps to sample sequences, acting with the policy (no updates yet)
     start = time.perf_counter()
     model.learn(max(act_steps, cfg.seq_len * 2))
     act_steps_per_s = model.num_timesteps / (time.perf_counter() - start)
 
-    model.train(2)  # warm-up
+    if model.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    model.train(2)  # warm-up (and compilation)
+    sync(model.device)
+    startup = time.perf_counter() - start
+    # the counter cannot see inside compiled graphs: count one update of the same model run eagerly
+    policy = model.policy
+    losses = {name: policy.__dict__[name] for name in ("world_model_loss", "behavior_loss")}
+    policy.__dict__.update(world_model_loss=policy.world_model.loss, behavior_loss=policy.behavior.loss)
     with FlopCounterMode(display=False) as counter:
         model.train(1)
+    policy.__dict__.update(losses)
     flops_per_update = counter.get_total_flops()
     sync(model.device)
     start = time.perf_counter()
@@ -89,6 +111,9 @@ def measure(preset: str, obs_kind: str, device: str, updates: int, act_steps: in
         "gflop_per_update": flops_per_update / 1e9,
         "gflops": flops_per_update / seconds / 1e9,
         "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gpu_MB": torch.cuda.max_memory_allocated() / 2**20 if model.device.type == "cuda" else 0.0,
+        "startup_s": startup,
+        "precision": cfg.precision,
     }
 
 
@@ -100,25 +125,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--updates", type=int, default=10)
     parser.add_argument("--act-steps", type=int, default=500)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        help='NAME=JSON config overrides, repeatable (default: one variant "default" with none)',
+    )
     args = parser.parse_args(argv)
+    variants = dict(v.split("=", 1) for v in args.variant or ["default={}"])
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    peak = matmul_peak_gflops(device)
-    print(f"device {device}, torch {torch.__version__}, threads {args.threads}, fp32 matmul peak {peak:.0f} GFLOP/s\n")
+    peaks = {name: matmul_peak_gflops(device, dtype) for name, dtype in PEAK_DTYPES.items()}
+    peak_text = ", ".join(f"{name} {value:.0f}" for name, value in peaks.items())
+    print(f"device {device_name(device)}, torch {torch.__version__}, threads {args.threads}")
+    print(f"matmul peak (GFLOP/s): {peak_text}\n")
     print(
-        "| preset | obs | params (M) | batch | updates/s | replayed steps/s | acting steps/s | GFLOP/update "
-        "| GFLOP/s | of peak | peak RSS (MB) |"
+        "| preset | obs | variant | params (M) | batch | updates/s | replayed steps/s | acting steps/s | GFLOP/update "
+        "| GFLOP/s | of peak | start-up (s) | peak RSS (MB) | GPU memory (MB) |"
     )
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for preset in args.presets.split(","):
         for obs_kind in args.obs.split(","):
-            r = measure(preset, obs_kind, args.device, args.updates, args.act_steps)
-            print(
-                f"| {r['preset']} | {r['obs']} | {r['params_M']:.2f} | {r['batch']} | {r['updates_per_s']:.2f} "
-                f"| {r['replayed_steps_per_s']:.0f} | {r['act_steps_per_s']:.0f} | {r['gflop_per_update']:.2f} "
-                f"| {r['gflops']:.1f} | {r['gflops'] / peak:.0%} | {r['peak_rss_MB']:.0f} |",
-                flush=True,
-            )
+            for name, overrides in variants.items():
+                r = measure(preset, obs_kind, args.device, args.updates, args.act_steps, json.loads(overrides))
+                # "auto" runs matmuls in float32 (convolutions in bf16 where supported): the float32 peak is the bar
+                peak = peaks["bfloat16" if r["precision"] == "bfloat16" else "float32"]
+                print(
+                    f"| {r['preset']} | {r['obs']} | {name} | {r['params_M']:.2f} | {r['batch']} "
+                    f"| {r['updates_per_s']:.2f} | {r['replayed_steps_per_s']:.0f} | {r['act_steps_per_s']:.0f} "
+                    f"| {r['gflop_per_update']:.2f} | {r['gflops']:.1f} | {r['gflops'] / peak:.0%} "
+                    f"| {r['startup_s']:.1f} | {r['peak_rss_MB']:.0f} | {r['gpu_MB']:.0f} |",
+                    flush=True,
+                )
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 if __name__ == "__main__":

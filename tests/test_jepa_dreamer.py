@@ -471,3 +471,18 @@ def test_sticky_prefill_survives_a_change_in_the_number_of_envs(tmp_path, tiny_k
     assert model._last_prefill_actions is None  # not saved
     model.learn(10)  # back in prefill with 3 envs: the 2-env actions must not be reused
     assert model._last_prefill_actions.shape[0] == 3
+
+
+@pytest.mark.parametrize("precision", ["auto", "float32", "bfloat16"])
+def test_every_precision_learns_on_images_and_vectors(precision, tiny_kwargs):
+    for obs, action in (("image_hwc", "discrete"), ("box", "box")):
+        model = JEPADreamer("MlpPolicy", make_space_env(obs, action), precision=precision, **tiny_kwargs)
+        model.learn(60)
+        params = torch.cat([p.detach().flatten() for p in model.policy.parameters()])
+        assert model._n_updates > 0 and torch.isfinite(params).all()
+        assert all(p.dtype == torch.float32 for p in model.policy.parameters())  # autocast keeps fp32 weights
+
+
+def test_unknown_precision_raises_with_the_choices():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        make_config(precision="fp16")

@@ -9,7 +9,7 @@ import torch
 from wm_agent import JEPADreamer
 from wm_agent.behavior import lambda_returns
 from wm_agent.diagnostics import effective_rank
-from wm_agent.distributions import TwoHot, sample_one_hot, symexp, symlog, two_hot, unimix_logits
+from wm_agent.distributions import TwoHot, sample_one_hot, softmax, symexp, symlog, two_hot, unimix_logits
 from wm_agent.world_model.heads import symlog_bins
 from wm_agent.world_model.losses import kl_balance, vicreg_terms
 
@@ -158,3 +158,39 @@ def test_lambda_returns_match_hand_computation():
     torch.testing.assert_close(lambda_returns(reward, value, discount, lam), torch.tensor([[r0], [r1]]))
     # lam = 0 is one-step TD, discount 0 cuts the future (a terminal)
     torch.testing.assert_close(lambda_returns(reward, value, torch.zeros(2, 1), 0.0), reward)
+
+
+def test_two_hot_log_prob_reads_the_two_bins_of_the_dense_encoding():
+    bins = symlog_bins(255)
+    logits = torch.randn(7, 255, requires_grad=True)
+    target = torch.tensor([-500.0, -2.0, 0.0, 0.3, 9.0, 1e9, 40.0])
+    dense = (two_hot(symlog(target), bins) * logits.log_softmax(-1)).sum(-1)
+    gathered = TwoHot(logits, bins).log_prob(target)
+    torch.testing.assert_close(gathered, dense)
+    grad_dense = torch.autograd.grad(dense.sum(), logits)[0]
+    torch.testing.assert_close(torch.autograd.grad(gathered.sum(), logits)[0], grad_dense)
+
+
+@pytest.mark.parametrize("classes", [2, 8, 255])  # the hand-written short-row softmax and torch's
+def test_softmax_matches_torch_and_survives_large_logits(classes):
+    logits = torch.randn(64, 16, classes) * 30 + 500.0
+    torch.testing.assert_close(softmax(logits), logits.softmax(-1))
+    mixed = unimix_logits(logits, 0.01)
+    torch.testing.assert_close(mixed.exp().sum(-1), torch.ones(64, 16))
+    assert torch.isfinite(mixed).all()
+
+
+def test_observe_equals_step_by_step_filtering(trained):
+    """The posterior's embedding half computed for the whole sequence gives the step-by-step filter."""
+    world_model, cfg = trained.policy.world_model, trained.config
+    batch = sample_batch(trained)
+    embed = world_model.encoder(world_model.preprocess(batch["obs"], 2)).reshape(cfg.batch_size, cfg.seq_len, -1)
+    torch.manual_seed(0)
+    post, post_log_probs, _ = world_model.rssm.observe(embed, batch["action"], batch["is_first"])
+    torch.manual_seed(0)
+    state = world_model.rssm.initial(cfg.batch_size, embed.device)
+    for t in range(cfg.seq_len):
+        state, log_probs = world_model.rssm.obs_step(state, batch["action"][:, t], embed[:, t], batch["is_first"][:, t])
+        torch.testing.assert_close(state.deter, post.deter[:, t])
+        torch.testing.assert_close(state.stoch, post.stoch[:, t])
+        torch.testing.assert_close(log_probs, post_log_probs[:, t])

@@ -17,6 +17,7 @@ from torch import nn
 
 from wm_agent.config import JEPADreamerConfig
 from wm_agent.distributions import BoundedNormal, TwoHot, mode_one_hot, sample_one_hot, unimix_logits
+from wm_agent.precision import wide_autocast
 from wm_agent.spaces import ActionSpec
 from wm_agent.world_model.heads import TwoHotHead, mlp
 from wm_agent.world_model.model import WorldModel
@@ -82,7 +83,7 @@ class Actor(nn.Module):
         self.net[-1].weight.data.mul_(0.01)  # start close to uniform / zero-mean
 
     def forward(self, feat: torch.Tensor) -> ActionDist:
-        return ActionDist(self.net(feat), self.action_spec, self.cfg)
+        return ActionDist(self.net(feat).float(), self.action_spec, self.cfg)
 
 
 class ReturnNormalizer(nn.Module):
@@ -161,23 +162,28 @@ class Behavior(nn.Module):
         backprop = not self.actor.action_spec.discrete
         with frozen(world_model):
             feats, actions = self.imagine(world_model, start.detach(), backprop)
+        # every head below reads all (H + 1) * N imagined states at once: wide matmuls, where bf16 pays
+        with frozen(world_model), wide_autocast(feats.device, cfg.precision):
             with torch.set_grad_enabled(backprop):
                 reward = world_model.reward_head(feats[1:]).mean  # (H, N)
                 # backprop bootstraps with the slow critic: its weights never take gradient
                 bootstrap = self.slow_critic(feats).mean if backprop else None
             with torch.no_grad():
-                cont = torch.cat([start_cont[None], torch.sigmoid(world_model.cont_head(feats[1:])).squeeze(-1)])
+                cont_logits = world_model.cont_head(feats[1:]).float().squeeze(-1)
+                cont = torch.cat([start_cont[None], torch.sigmoid(cont_logits)])
 
-        value_logits = self.critic.net(feats.detach())  # (H + 1, N, bins); the last step only bootstraps
+        with wide_autocast(feats.device, cfg.precision):
+            value_logits = self.critic.net(feats.detach())  # (H + 1, N, bins); the last step only bootstraps
+            with torch.no_grad():
+                slow_value = bootstrap[:-1].detach() if backprop else self.slow_critic(feats[:-1]).mean
+            policy = self.actor(feats[:-1].detach())
         with torch.no_grad():
             value = TwoHot(value_logits.detach(), self.critic.bins).mean  # (H + 1, N)
-            slow_value = bootstrap[:-1].detach() if backprop else self.slow_critic(feats[:-1]).mean
             # probability that the imagined trajectory is still alive at each step where an action is taken
             weight = torch.cumprod(cont[:-1], 0)
         returns = lambda_returns(reward, value if bootstrap is None else bootstrap, cfg.gamma * cont[1:], cfg.lam)
         scale = self.return_norm.update(returns)
 
-        policy = self.actor(feats[:-1].detach())
         entropy = policy.entropy()
         if backprop:
             objective = returns / scale

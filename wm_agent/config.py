@@ -24,6 +24,7 @@ class JEPADreamerConfig:
     image_size: int = 64  # images are resized to this square size on the device
     precision: str = "auto"  # "auto": bf16 convolutions where the hardware has bf16, else float32; or "float32",
     # "bfloat16" (the whole update under bf16 autocast). A seed gives the same run on one machine in every mode.
+    compile: bool = False  # torch.compile the two loss functions; start-up takes minutes on a CPU (see RESULTS.md)
 
     # --- replay and update schedule ---
     buffer_size: int = 1_000_000  # env steps kept in the sequence replay

@@ -41,8 +41,8 @@ class TwoHot:
 
     @property
     def mean(self) -> torch.Tensor:
-        """Expected value, in the original (symexp) space."""
-        return symexp(self.probs @ self.bins)
+        """Expected value, in the original (symexp) space (elementwise, so bf16 autocast leaves it in float32)."""
+        return symexp((self.probs * self.bins).sum(-1))
 
     def log_prob(self, target: torch.Tensor) -> torch.Tensor:
         """Log-likelihood of `target` (original space) under the two-hot encoding of symlog(target).

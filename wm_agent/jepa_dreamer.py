@@ -291,7 +291,7 @@ class JEPADreamer(BaseAlgorithm):
             batch = self.replay_buffer.sample(cfg.batch_size, cfg.seq_len, self.device)
 
             with update_autocast(self.device, cfg.precision):
-                model_loss, metrics, post = policy.world_model.loss(batch)
+                model_loss, metrics, post = policy.world_model_loss(batch)
             policy.model_optimizer.zero_grad(set_to_none=True)
             model_loss.backward()
             metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(
@@ -306,7 +306,7 @@ class JEPADreamer(BaseAlgorithm):
                 keep = torch.randperm(start_cont.shape[0], device=self.device)[: cfg.imagine_starts]
                 start, start_cont = start.select(keep), start_cont[keep]
             with update_autocast(self.device, cfg.precision):
-                actor_loss, critic_loss, behavior_metrics = policy.behavior.loss(policy.world_model, start, start_cont)
+                actor_loss, critic_loss, behavior_metrics = policy.behavior_loss(policy.world_model, start, start_cont)
             policy.actor_optimizer.zero_grad(set_to_none=True)
             policy.critic_optimizer.zero_grad(set_to_none=True)
             (actor_loss + critic_loss).backward()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,16 @@ class JEPADreamerPolicy(BasePolicy):
         self.model_optimizer = torch.optim.Adam(self.world_model.trainable_parameters(), lr=config.model_lr, eps=1e-8)
         self.actor_optimizer = torch.optim.Adam(self.behavior.actor.parameters(), lr=config.actor_lr, eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.behavior.critic.parameters(), lr=config.critic_lr, eps=1e-5)
+
+    @functools.cached_property
+    def world_model_loss(self) -> Callable:
+        """`world_model.loss`, compiled with torch.compile when the config asks for it (on first use)."""
+        return torch.compile(self.world_model.loss) if self.config.compile else self.world_model.loss
+
+    @functools.cached_property
+    def behavior_loss(self) -> Callable:
+        """`behavior.loss`, compiled with torch.compile when the config asks for it (on first use)."""
+        return torch.compile(self.behavior.loss) if self.config.compile else self.behavior.loss
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -23,11 +23,12 @@ def native_bf16(device_type: str) -> bool:
     return False
 
 
-def conv_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for a convolution stack: under "auto" where the hardware has bf16, always under "bfloat16".
+def wide_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for wide computations: under "auto" where the hardware has bf16, always under "bfloat16".
 
-    Convolutions over 64x64 frames are compute- and memory-bound, so bf16 pays there; the small MLPs of the
-    small preset are bound by per-op overhead and get slower from the casts (measured in benchmarks/RESULTS.md).
+    Wide means many rows at once: convolutions over a batch of frames, heads over all imagined or replayed
+    states. There the matmuls dominate and bf16 pays; the recurrent steps over a few rows are bound by per-op
+    overhead and get slower from the casts, so they stay in float32 (measured in benchmarks/RESULTS.md).
     """
     enabled = precision == "bfloat16" or (precision == "auto" and native_bf16(device.type))
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

@@ -7,7 +7,7 @@ from torch import nn
 
 from wm_agent.config import JEPADreamerConfig
 from wm_agent.distributions import symlog
-from wm_agent.precision import conv_autocast
+from wm_agent.precision import wide_autocast
 from wm_agent.spaces import ObsSpec
 from wm_agent.world_model.heads import mlp
 
@@ -34,7 +34,7 @@ def run_cnn(cnn: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
 
     Channels-last makes the channel LayerNorms' permutes free and lets oneDNN pick its fastest kernels.
     """
-    with conv_autocast(x.device, precision):
+    with wide_autocast(x.device, precision):
         return cnn(x.contiguous(memory_format=torch.channels_last)).float()
 
 
