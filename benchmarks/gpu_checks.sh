@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu_checks.sh                       # on the GPU machine
 #   DEVICE=cpu PRESETS=tiny bash benchmarks/gpu_checks.sh   # a dry run of the same commands on a CPU
+#   COMPILE=0 bash benchmarks/gpu_checks.sh             # without the compiled variant (its start-up is minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=${DEVICE:-cuda}
@@ -12,8 +13,7 @@ presets=${PRESETS:-small,medium,large}
 out=${OUT:-benchmarks/out/gpu}
 mkdir -p "$out"
 if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"; fi
+variants=(--variant eager-fp32='{"precision": "float32"}' --variant bf16='{"precision": "bfloat16"}')
+if [ "${COMPILE:-1}" = 1 ]; then variants+=(--variant compiled-bf16='{"precision": "bfloat16", "compile": true}'); fi
 python benchmarks/throughput.py --device "$device" --threads "$(nproc)" --presets "$presets" --obs vector,image \
-    --updates 20 --act-steps 200 \
-    --variant eager-fp32='{"precision": "float32"}' \
-    --variant bf16='{"precision": "bfloat16"}' \
-    --variant compiled-bf16='{"precision": "bfloat16", "compile": true}' | tee "$out/throughput_$device.md"
+    --updates 20 --act-steps 200 "${variants[@]}" | tee "$out/throughput_$device.md"
