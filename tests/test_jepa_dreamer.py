@@ -15,12 +15,14 @@ from stable_baselines3.common.callbacks import (
     CallbackList,
     CheckpointCallback,
     EvalCallback,
+    LogEveryNTimesteps,
     StopTrainingOnMaxEpisodes,
     StopTrainingOnRewardThreshold,
 )
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 from tests.conftest import SpaceEnv
 from wm_agent import JEPADreamer, JEPADreamerConfig, make_config
@@ -323,6 +325,8 @@ def test_predict_bad_input_raises_clearly(tiny_kwargs):
     _, state = model.predict(np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match="state does not match"):
         model.predict(np.zeros((3, 4), np.float32), state=state)
+    with pytest.raises(ValueError, match="Gymnasium API"):
+        model.predict(gym.make("CartPole-v1").reset(seed=0))  # the (obs, info) tuple
 
 
 def test_nan_observation_during_learning_raises():
@@ -486,3 +490,29 @@ def test_every_precision_learns_on_images_and_vectors(precision, tiny_kwargs):
 def test_unknown_precision_raises_with_the_choices():
     with pytest.raises(ValueError, match="precision must be one of"):
         make_config(precision="fp16")
+
+
+def test_sb3_callbacks_that_read_dump_logs_and_gamma(tmp_path, tiny_kwargs):
+    class SuccessEnv(SpaceEnv):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, reward, terminated, truncated, {**info, "is_success": terminated}
+
+    env = make_vec_env(lambda: SuccessEnv(OBS_SPACES["box"], ACTION_SPACES["discrete"], length=5), n_envs=1, seed=0)
+    model = JEPADreamer("MlpPolicy", env, **tiny_kwargs)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(60, callback=LogEveryNTimesteps(n_steps=20), log_interval=None)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    assert "rollout/success_rate" in header and "time/fps" in header
+    assert model.gamma == model.config.gamma
+
+
+def test_channel_first_stack_with_more_channels_than_its_smallest_side(tiny_kwargs):
+    frames = spaces.Box(0, 255, (41, 40, 5), np.uint8)
+    env = make_vec_env(lambda: SpaceEnv(frames, ACTION_SPACES["discrete"]), n_envs=1, seed=0)
+    env = VecTransposeImage(VecFrameStack(env, 10))  # (50, 41, 40): 50 channels, channel-first
+    assert env.observation_space.shape == (50, 41, 40)
+    model = JEPADreamer("CnnPolicy", env, buffer_size=1000, **tiny_kwargs)
+    model.learn(40)
+    action, _ = model.predict(env.reset(), deterministic=True)
+    assert action.shape == (1,)

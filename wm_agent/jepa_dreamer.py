@@ -241,7 +241,7 @@ class JEPADreamer(BaseAlgorithm):
         for _ in range(int(np.sum(dones))):
             self._episode_num += 1
             if log_interval is not None and self._episode_num % log_interval == 0:
-                self._dump_logs()
+                self.dump_logs()
         callback.on_rollout_end()
         return True
 
@@ -330,7 +330,12 @@ class JEPADreamer(BaseAlgorithm):
         self._metric_sums += values
         self._metric_count += 1
 
-    def _dump_logs(self) -> None:
+    @property
+    def gamma(self) -> float:
+        """The discount of imagined returns (``config.gamma``), where SB3's callbacks look for it."""
+        return self.config.gamma
+
+    def dump_logs(self) -> None:
         """Write rollout, time and mean train metrics since the last dump, as SB3's off-policy algorithms do."""
         time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
         fps = int((self.num_timesteps - self._num_timesteps_at_start) / time_elapsed)
@@ -338,6 +343,8 @@ class JEPADreamer(BaseAlgorithm):
         if len(self.ep_info_buffer) > 0 and len(self.ep_info_buffer[0]) > 0:
             self.logger.record("rollout/ep_rew_mean", safe_mean([ep["r"] for ep in self.ep_info_buffer]))
             self.logger.record("rollout/ep_len_mean", safe_mean([ep["l"] for ep in self.ep_info_buffer]))
+        if len(self.ep_success_buffer) > 0:
+            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
         self.logger.record("time/fps", fps)
         self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")

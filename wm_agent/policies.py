@@ -104,6 +104,11 @@ class JEPADreamerPolicy(BasePolicy):
         Pass back the returned `state`, and `episode_start` (True where an episode begins), as with RecurrentPPO.
         """
         self.set_training_mode(False)
+        if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
+            raise ValueError(
+                "predict() got a tuple (obs, info): `obs, info = env.reset()` is the Gymnasium API, "
+                "`obs = vec_env.reset()` the SB3 VecEnv API; pass only the observation `obs`"
+            )
         if isinstance(observation, dict) != self.obs_spec.is_dict:
             expected = "a dict" if self.obs_spec.is_dict else "an array"
             raise ValueError(

@@ -65,7 +65,9 @@ class ObsSpec:
     @staticmethod
     def _describe(name: str, space: spaces.Space) -> ObsKey:
         if is_image_space(space, check_channels=False):
-            return ObsKey(name, "image", space, int(min(space.shape[0], space.shape[-1])))
+            # the model sees images channel-first, as SB3's CNN policies do: SB3 transposes channel-last envs
+            # (VecTransposeImage) before the policy is built, and `predict` transposes channel-last observations
+            return ObsKey(name, "image", space, int(space.shape[0]))
         if _is_grayscale_image(space):
             return ObsKey(name, "image", space, 1)
         if isinstance(space, spaces.Discrete):
