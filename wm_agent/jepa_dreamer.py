@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 import zipfile
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -21,6 +22,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 
 from wm_agent.config import JEPADreamerConfig, make_config
+from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
 from wm_agent.replay import SequenceReplay
@@ -361,11 +363,27 @@ class JEPADreamer(BaseAlgorithm):
 
     # ------------------------------------------------------------------ replay and checkpoints
 
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """SB3's save, crash-safe: the zip is written beside `path` and renamed over it once complete, so a kill
+        during a save leaves the previous checkpoint loadable."""
+        if not isinstance(path, (str, pathlib.Path)):
+            return super().save(path, exclude, include)
+        with atomic_path(with_suffix(path, ".zip")) as temporary:
+            super().save(temporary, exclude, include)
+
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Pickle the sequence replay (only its filled part), e.g. to resume training later."""
+        """Pickle the sequence replay (only its filled part), e.g. to resume training later. Crash-safe as `save`."""
         if self.replay_buffer is None:
             raise ValueError("There is no replay to save: it is made by the first call to learn()")
-        save_to_pkl(path, self.replay_buffer, self.verbose)
+        if not isinstance(path, (str, pathlib.Path)):
+            return save_to_pkl(path, self.replay_buffer, self.verbose)
+        with atomic_path(with_suffix(path, ".pkl")) as temporary:
+            save_to_pkl(temporary, self.replay_buffer, self.verbose)
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         replay = load_from_pkl(path, self.verbose)

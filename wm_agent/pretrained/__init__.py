@@ -14,6 +14,7 @@ import pathlib
 import platform
 from typing import Any
 
+from wm_agent.files import atomic_path, atomic_write_text
 from wm_agent.jepa_dreamer import JEPADreamer
 
 SHIPPED_DIR = pathlib.Path(__file__).parent
@@ -143,9 +144,10 @@ def package(
     folder = pathlib.Path(folder) / model_name(env_id)
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / f"{model_name(env_id)}.zip"
-    model.save(checkpoint)
-    if not keep_optimizer_state:
-        _drop_optimizer_state(checkpoint)
+    with atomic_path(checkpoint) as temporary:  # a kill mid-way leaves a previous agent whole
+        model.save(temporary)
+        if not keep_optimizer_state:
+            _drop_optimizer_state(temporary)
     results = {
         "env_id": env_id,
         "env_kwargs": env_kwargs or {},
@@ -166,14 +168,15 @@ def package(
             "python": platform.python_version(),
         },
     }
-    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    (folder / "README.md").write_text(
+    atomic_write_text(folder / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(folder / "config.json", json.dumps(model.config.to_dict(), indent=2) + "\n")
+    atomic_write_text(
+        folder / "README.md",
         f"# JEPADreamer on {env_id}\n\n"
         f"Eval return {eval_mean:.1f} +/- {eval_std:.1f} over {n_eval_episodes} deterministic episodes after "
         f"{results['n_timesteps']} env steps (seed {model.seed}).\n\n"
         "```python\nfrom wm_agent import load_pretrained\n\n"
         f"model = load_pretrained({json.dumps(str(folder))})\n```\n\n"
-        f"Trained with: `{command or 'see results.json'}`\n"
+        f"Trained with: `{command or 'see results.json'}`\n",
     )
     return folder

@@ -1,0 +1,65 @@
+"""Crash-safe saving: a kill -9 in the middle of a save leaves the previous checkpoint loadable."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from wm_agent import JEPADreamer
+from wm_agent.files import atomic_path, atomic_write_text
+
+SAVER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from wm_agent import JEPADreamer
+    torch.set_num_threads(1)
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", preset="small", seed=0, learning_starts=200)
+    model.learn(300)
+    path, replay = sys.argv[1], sys.argv[2]
+    model.save(path)
+    model.save_replay_buffer(replay)
+    print("saved", flush=True)
+    while True:  # keep saving until killed: the kill lands in the middle of a write
+        model.save(path)
+        model.save_replay_buffer(replay)
+    """
+)
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7])
+def test_kill_during_save_leaves_a_loadable_checkpoint(tmp_path, delay):
+    path, replay = tmp_path / "agent.zip", tmp_path / "replay.pkl"
+    process = subprocess.Popen([sys.executable, "-c", SAVER, str(path), str(replay)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "saved"
+        time.sleep(delay)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    model = JEPADreamer.load(path)
+    model.load_replay_buffer(replay)
+    assert model.num_timesteps >= 300 and len(model.replay_buffer) >= 300
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["agent.zip", "replay.pkl"]
+
+
+def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "results.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert list(tmp_path.iterdir()) == [target]  # the temporary file is cleaned up
+
+
+def test_save_adds_the_zip_suffix_as_sb3_does(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.save(tmp_path / "agent")
+    assert [p.name for p in tmp_path.iterdir()] == ["agent.zip"]
+    assert JEPADreamer.load(tmp_path / "agent").num_timesteps == 0
