@@ -516,3 +516,31 @@ def test_channel_first_stack_with_more_channels_than_its_smallest_side(tiny_kwar
     model.learn(40)
     action, _ = model.predict(env.reset(), deterministic=True)
     assert action.shape == (1,)
+
+
+def test_non_finite_updates_are_skipped_then_stop_learning_with_the_last_good_weights(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", max_skipped_updates=3, **tiny_kwargs)
+    model.learn(60)
+    policy = model.policy
+    clean_loss = policy.world_model.loss
+    poisoned = {"calls": 0, "limit": 2}
+
+    def loss_with_nan(batch):  # the first `limit` calls return a NaN reward loss
+        loss, metrics, post = clean_loss(batch)
+        if poisoned["calls"] < poisoned["limit"]:
+            poisoned["calls"] += 1
+            metrics["reward_loss"] = metrics["reward_loss"] * float("nan")
+            loss = loss * float("nan")
+        return loss, metrics, post
+
+    policy.__dict__["world_model_loss"] = loss_with_nan
+    updates = model._n_updates
+    model.learn(40, reset_num_timesteps=False)  # two skipped updates, then training goes on
+    assert model._skipped_updates == 2 and model._n_updates > updates
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
+
+    poisoned.update(calls=0, limit=10**9)
+    weights = [p.detach().clone() for p in policy.parameters()]
+    with pytest.raises(FloatingPointError, match=r"3 updates in a row .* world model .* reward_loss"):
+        model.learn(100, reset_num_timesteps=False)
+    assert all(torch.equal(p, w) for p, w in zip(policy.parameters(), weights))  # the last good weights

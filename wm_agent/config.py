@@ -65,6 +65,7 @@ class JEPADreamerConfig:
     actor_lr: float = 3e-5
     critic_lr: float = 3e-4  # measured: 1e-4 lags (CartPole falls back after 5k steps), 3e-4 holds 500 on 3 seeds
     ac_grad_clip: float = 100.0
+    max_skipped_updates: int = 10  # updates in a row skipped for a NaN/inf loss or gradient before learn() stops
     entropy_scale: float = 3e-4
     slow_critic_rate: float = 0.02
     slow_critic_scale: float = 1.0  # critic regulariser toward the slow critic's prediction

@@ -108,6 +108,8 @@ class JEPADreamer(BaseAlgorithm):
         self._metric_names: list[str] = []
         self._metric_count = 0
         self._train_seconds = 0.0
+        self._skipped_updates = 0  # updates skipped for a non-finite loss or gradient
+        self._consecutive_skips = 0
 
     def _make_replay(self) -> None:
         cfg = self.config
@@ -289,6 +291,7 @@ class JEPADreamer(BaseAlgorithm):
         cfg, policy = self.config, self.policy
         policy.set_training_mode(True)
         start_time = time.perf_counter()
+        applied = 0
         for _ in range(gradient_steps):
             batch = self.replay_buffer.sample(cfg.batch_size, cfg.seq_len, self.device)
 
@@ -299,6 +302,10 @@ class JEPADreamer(BaseAlgorithm):
             metrics["model_grad_norm"] = torch.nn.utils.clip_grad_norm_(
                 policy.world_model.trainable_parameters(), cfg.model_grad_clip
             )
+            # a NaN or inf anywhere in the loss or its gradient shows in the norm: skip the whole update
+            if not torch.isfinite(metrics["model_grad_norm"]):
+                self._skip_update("world model", metrics, self._n_updates + applied)
+                continue
             policy.model_optimizer.step()
             policy.world_model.update_target()
 
@@ -312,15 +319,41 @@ class JEPADreamer(BaseAlgorithm):
             policy.actor_optimizer.zero_grad(set_to_none=True)
             policy.critic_optimizer.zero_grad(set_to_none=True)
             (actor_loss + critic_loss).backward()
-            torch.nn.utils.clip_grad_norm_(policy.behavior.actor.parameters(), cfg.ac_grad_clip)
-            torch.nn.utils.clip_grad_norm_(policy.behavior.critic.parameters(), cfg.ac_grad_clip)
+            behavior_metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                policy.behavior.actor.parameters(), cfg.ac_grad_clip
+            )
+            behavior_metrics["critic_grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                policy.behavior.critic.parameters(), cfg.ac_grad_clip
+            )
+            if not torch.isfinite(behavior_metrics["actor_grad_norm"] + behavior_metrics["critic_grad_norm"]):
+                self._skip_update("actor-critic", behavior_metrics, self._n_updates + applied)
+                continue
             policy.actor_optimizer.step()
             policy.critic_optimizer.step()
             policy.behavior.update_slow_critic()
             self._accumulate_metrics({**metrics, **behavior_metrics})
+            self._consecutive_skips = 0
+            applied += 1
         policy.set_training_mode(False)
-        self._n_updates += gradient_steps
+        self._n_updates += applied
         self._train_seconds += time.perf_counter() - start_time
+
+    def _skip_update(self, part: str, metrics: dict[str, torch.Tensor], update: int) -> None:
+        """Count an update skipped for a non-finite loss or gradient; too many in a row stop training.
+
+        The skipped update changed no weight and no optimizer state, so the model stays at its last good update.
+        """
+        self._skipped_updates += 1
+        self._consecutive_skips += 1
+        if self._consecutive_skips >= self.config.max_skipped_updates:
+            bad = [name for name, value in metrics.items() if not torch.isfinite(value).all()]
+            self.policy.set_training_mode(False)
+            raise FloatingPointError(
+                f"{self._consecutive_skips} updates in a row had a non-finite {part} loss or gradient (the last was "
+                f"update {update}); non-finite terms: {', '.join(bad)}. The weights are those of the last good "
+                "update: save them, then lower the learning rates (e.g. model_lr) or look for huge or non-finite "
+                "rewards and observations in the env"
+            )
 
     def _accumulate_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
         """Sum the update's metrics on the device; they are read (one sync) only when logs are dumped."""
@@ -353,6 +386,8 @@ class JEPADreamer(BaseAlgorithm):
         if self._n_updates:
             self.logger.record("time/updates_per_sec", self._n_updates / max(self._train_seconds, 1e-9))
             self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        if self._skipped_updates:
+            self.logger.record("train/skipped_updates", self._skipped_updates)
         if self._metric_sums is not None and self._metric_count:
             means = (self._metric_sums / self._metric_count).tolist()
             for name, value in zip(self._metric_names, means):
