@@ -184,7 +184,10 @@ def test_replay_buffer_save_load(tmp_path, tiny_kwargs):
     fresh = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
     fresh.load_replay_buffer(tmp_path / "replay")
     assert len(fresh.replay_buffer) == len(model.replay_buffer)
-    np.testing.assert_array_equal(fresh.replay_buffer.obs["obs"], model.replay_buffer.obs["obs"])
+    filled = int(model.replay_buffer.count.max())  # the saved replay holds the filled part
+    np.testing.assert_array_equal(fresh.replay_buffer.obs["obs"], model.replay_buffer.obs["obs"][:, :filled])
+    fresh.learn(40)  # and grows again as it is filled
+    assert len(fresh.replay_buffer) > len(model.replay_buffer)
     wrong = JEPADreamer("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), **tiny_kwargs)
     with pytest.raises(ValueError, match="env streams"):
         wrong.load_replay_buffer(tmp_path / "replay")
@@ -512,7 +515,7 @@ def test_channel_first_stack_with_more_channels_than_its_smallest_side(tiny_kwar
     env = make_vec_env(lambda: SpaceEnv(frames, ACTION_SPACES["discrete"]), n_envs=1, seed=0)
     env = VecTransposeImage(VecFrameStack(env, 10))  # (50, 41, 40): 50 channels, channel-first
     assert env.observation_space.shape == (50, 41, 40)
-    model = JEPADreamer("CnnPolicy", env, buffer_size=1000, **tiny_kwargs)
+    model = JEPADreamer("CnnPolicy", env, **tiny_kwargs)  # 82 kB frames: the replay is sized for the run
     model.learn(40)
     action, _ = model.predict(env.reset(), deterministic=True)
     assert action.shape == (1,)
@@ -544,3 +547,26 @@ def test_non_finite_updates_are_skipped_then_stop_learning_with_the_last_good_we
     with pytest.raises(FloatingPointError, match=r"3 updates in a row .* world model .* reward_loss"):
         model.learn(100, reset_num_timesteps=False)
     assert all(torch.equal(p, w) for p, w in zip(policy.parameters(), weights))  # the last good weights
+
+
+def test_replay_grows_with_the_run_and_keeps_every_step(tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)  # buffer_size 1M: a short run reserves little
+    model.learn(100)
+    replay = model.replay_buffer
+    assert replay.capacity == 1_000_000 and replay.allocated < 1000
+    first = replay.obs["obs"][0, :50].copy()
+    model.learn(3000, reset_num_timesteps=False)  # more than the first run reserved: the arrays double
+    assert replay.allocated >= len(replay) >= 3100
+    np.testing.assert_array_equal(replay.obs["obs"][0, :50], first)  # nothing lost or moved in the growth
+
+
+def test_replay_that_cannot_fit_in_memory(monkeypatch, tiny_kwargs):
+    import wm_agent.jepa_dreamer as jepa_dreamer
+
+    monkeypatch.setattr(jepa_dreamer, "available_memory_bytes", lambda: 1_000_000)  # 1 MB free
+    env = make_space_env("image_hwc", "discrete")  # 12 kB a step
+    with pytest.raises(MemoryError, match="set buffer_size to at most"):  # a size the user set: refused up front
+        JEPADreamer("CnnPolicy", env, buffer_size=100_000, **tiny_kwargs).learn(1000)
+    model = JEPADreamer("CnnPolicy", env, **tiny_kwargs)  # the preset's size: capped to what fits, and logged
+    model.learn(100)
+    assert model.replay_buffer.capacity * 12_288 <= 1_000_000

@@ -25,7 +25,7 @@ from wm_agent.config import JEPADreamerConfig, make_config
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
-from wm_agent.replay import SequenceReplay
+from wm_agent.replay import SequenceReplay, available_memory_bytes, step_bytes
 from wm_agent.spaces import ActionSpec, ObsSpec
 from wm_agent.version import __version__
 
@@ -111,16 +111,55 @@ class JEPADreamer(BaseAlgorithm):
         self._skipped_updates = 0  # updates skipped for a non-finite loss or gradient
         self._consecutive_skips = 0
 
-    def _make_replay(self) -> None:
+    def _make_replay(self, total_timesteps: int) -> None:
+        """The sequence replay, sized for this run: arrays start at the run's length and grow up to `buffer_size`."""
         cfg = self.config
         if cfg.buffer_size // self.n_envs < cfg.seq_len:
             raise ValueError(
                 f"buffer_size={cfg.buffer_size} leaves {cfg.buffer_size // self.n_envs} steps per env for "
                 f"{self.n_envs} envs, fewer than seq_len={cfg.seq_len}: training could never start"
             )
+        capacity = self._replay_capacity(total_timesteps, allocated=0)
         self.replay_buffer = SequenceReplay(
-            cfg.buffer_size, self.n_envs, self.policy.obs_spec, self.policy.action_spec.size, seed=self.seed
+            capacity,
+            self.n_envs,
+            self.policy.obs_spec,
+            self.policy.action_spec.size,
+            seed=self.seed,
+            initial=min(capacity, self._replay_steps(total_timesteps)),
         )
+
+    def _replay_steps(self, total_timesteps: int) -> int:
+        """Replay entries a run to `total_timesteps` stores: its steps plus the first observation of each episode,
+        counted generously (one episode start per 8 steps) so that the arrays seldom need to grow."""
+        return int(total_timesteps * 1.125) + self.n_envs * self.config.seq_len
+
+    def _replay_capacity(self, total_timesteps: int, allocated: int) -> int:
+        """Replay capacity (steps, all envs) for a run to `total_timesteps` when `allocated` steps are held already.
+
+        `buffer_size` when what the run adds fits in 80% of the memory available now. Otherwise a `buffer_size`
+        the user set raises here, before training starts; the preset's is lowered to what fits, and logged.
+        """
+        cfg = self.config
+        per_step = step_bytes(self.policy.obs_spec, self.policy.action_spec.size)
+        wanted = min(cfg.buffer_size, self._replay_steps(total_timesteps))
+        available = available_memory_bytes()
+        if available is None or (wanted - allocated) * per_step <= 0.8 * available:
+            return cfg.buffer_size
+        fitting = allocated + int(0.8 * available / per_step)
+        if cfg.buffer_size != make_config(self.preset).buffer_size:
+            raise MemoryError(
+                f"This run would fill {wanted:,} replay steps of {per_step:,} bytes "
+                f"({wanted * per_step / 1e9:.1f} GB), "
+                f"but {available / 1e9:.1f} GB of memory are available: set buffer_size to at most {fitting:,} "
+                f"(it is {cfg.buffer_size:,}), or train for fewer steps"
+            )
+        capacity = max(fitting, self.n_envs * cfg.seq_len)
+        self.logger.info(
+            f"Replay capped at {capacity:,} steps ({capacity * per_step / 1e9:.1f} GB) to fit the "
+            f"{available / 1e9:.1f} GB of memory available; the preset's buffer_size is {cfg.buffer_size:,}"
+        )
+        return capacity
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -167,7 +206,11 @@ class JEPADreamer(BaseAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         if self.replay_buffer is None:
-            self._make_replay()
+            self._make_replay(total_timesteps)
+        else:  # a later learn() call: the replay may grow further
+            replay = self.replay_buffer
+            capacity = self._replay_capacity(total_timesteps, replay.allocated * self.n_envs) // self.n_envs
+            replay.capacity = min(replay.capacity, max(capacity, replay.allocated))
         if self._vec_normalize_env is not None:
             warnings.warn(
                 "JEPADreamer replays what the VecEnv returns: under VecNormalize, old and new steps are scaled by "

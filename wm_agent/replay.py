@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -20,28 +19,21 @@ class SequenceReplay:
     """
 
     def __init__(
-        self, capacity: int, n_streams: int, obs_spec: ObsSpec, action_size: int, seed: int | None = None
+        self,
+        capacity: int,
+        n_streams: int,
+        obs_spec: ObsSpec,
+        action_size: int,
+        seed: int | None = None,
+        initial: int | None = None,
     ) -> None:
         self.n_streams = n_streams
-        self.capacity = max(capacity // n_streams, 2)  # per stream
-        shape = (n_streams, self.capacity)
-        # np.zeros only reserves memory: pages are touched as the buffer fills
-        step_bytes = sum(int(np.prod(k.space.shape)) * np.dtype(k.space.dtype).itemsize for k in obs_spec.keys)
-        total_gb = step_bytes * self.capacity * n_streams / 1e9
-        try:
-            self.obs = {k.name: np.zeros(shape + k.space.shape, dtype=k.space.dtype) for k in obs_spec.keys}
-        except MemoryError as error:
-            raise MemoryError(
-                f"The replay's observations would take {total_gb:.1f} GB ({capacity} steps of {step_bytes} bytes): "
-                "lower buffer_size"
-            ) from error
-        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9 if hasattr(os, "sysconf") else 0
-        if memory_gb and total_gb > 0.8 * memory_gb:
-            warnings.warn(
-                f"A full replay would take {total_gb:.1f} GB of observations, more than 80% of this machine's "
-                f"{memory_gb:.1f} GB: lower buffer_size if training will run that long",
-                stacklevel=3,
-            )
+        self.capacity = max(capacity // n_streams, 2)  # per stream: the most it ever keeps (then it is a ring)
+        # arrays start at `initial` steps (all of `capacity` when None) and double as they fill, so a short run
+        # never reserves a long run's memory
+        allocated = self.capacity if initial is None else min(self.capacity, max(-(-initial // n_streams), 2))
+        shape = (n_streams, allocated)
+        self.obs = {k.name: np.zeros(shape + k.space.shape, dtype=k.space.dtype) for k in obs_spec.keys}
         self.action = np.zeros((*shape, action_size), dtype=np.float32)
         self.reward = np.zeros(shape, dtype=np.float32)
         self.terminated = np.zeros(shape, dtype=bool)
@@ -49,6 +41,26 @@ class SequenceReplay:
         self.pos = np.zeros(n_streams, dtype=np.int64)
         self.count = np.zeros(n_streams, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
+
+    @property
+    def allocated(self) -> int:
+        """Steps per stream the arrays hold now (at most `capacity`)."""
+        return self.reward.shape[1]
+
+    def _grow(self, needed: int) -> None:
+        """Double the arrays (up to `capacity`) until `needed` steps per stream fit. Only before the ring wraps."""
+        size = self.allocated
+        while size < needed:
+            size = min(2 * size, self.capacity)
+
+        def grown(x: np.ndarray) -> np.ndarray:
+            out = np.zeros((x.shape[0], size, *x.shape[2:]), dtype=x.dtype)
+            out[:, : x.shape[1]] = x
+            return out
+
+        self.obs = {k: grown(v) for k, v in self.obs.items()}
+        for name in ("action", "reward", "terminated", "is_first"):
+            setattr(self, name, grown(getattr(self, name)))
 
     def __len__(self) -> int:
         return int(self.count.sum())
@@ -65,6 +77,8 @@ class SequenceReplay:
         """Append one step to each of `streams` (all streams when None); arrays have the streams as first dim."""
         streams = np.arange(self.n_streams) if streams is None else np.asarray(streams)
         pos = self.pos[streams]
+        if pos.max() >= self.allocated:
+            self._grow(int(pos.max()) + 1)
         for name, value in obs.items():
             self.obs[name][streams, pos] = value
         self.action[streams, pos] = action
@@ -113,14 +127,26 @@ class SequenceReplay:
         return state
 
     def __setstate__(self, state: dict) -> None:
-        capacity = state["capacity"]
-
-        def expand(x: np.ndarray) -> np.ndarray:
-            full = np.zeros((x.shape[0], capacity, *x.shape[2:]), dtype=x.dtype)
-            full[:, : x.shape[1]] = x
-            return full
-
-        for name in ("action", "reward", "terminated", "is_first"):
-            state[name] = expand(state[name])
-        state["obs"] = {k: expand(v) for k, v in state["obs"].items()}
         self.__dict__.update(state)
+        # the saved arrays hold the filled part; they grow again as steps are added
+        if self.allocated < 2:
+            self._grow(2)
+
+
+def step_bytes(obs_spec: ObsSpec, action_size: int) -> int:
+    """Bytes one stored step takes: observations in their own dtype, the float32 action, reward and two flags."""
+    obs = sum(int(np.prod(k.space.shape)) * np.dtype(k.space.dtype).itemsize for k in obs_spec.keys)
+    return obs + 4 * action_size + 4 + 2
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can give without swapping (Linux MemAvailable), or None where it is not known."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return None
