@@ -88,7 +88,7 @@ def test_collapsed_encoder_gives_large_anti_collapse_loss_with_gradient(trained)
     (At an exactly constant output every variance gradient is zero by symmetry, so the test squeezes by 1e-4.)
     """
     world_model = trained.policy.world_model
-    obs = world_model.preprocess(sample_batch(trained)["obs"], 2)
+    obs = world_model.preprocess(sample_batch(trained).obs, 2)
     healthy_variance, _ = vicreg_terms(world_model.encoder(obs))
     with torch.no_grad():
         world_model.encoder.out.weight.mul_(1e-4)
@@ -184,13 +184,13 @@ def test_observe_equals_step_by_step_filtering(trained):
     """The posterior's embedding half computed for the whole sequence gives the step-by-step filter."""
     world_model, cfg = trained.policy.world_model, trained.config
     batch = sample_batch(trained)
-    embed = world_model.encoder(world_model.preprocess(batch["obs"], 2)).reshape(cfg.batch_size, cfg.seq_len, -1)
+    embed = world_model.encoder(world_model.preprocess(batch.obs, 2)).reshape(cfg.batch_size, cfg.seq_len, -1)
     torch.manual_seed(0)
-    post, post_log_probs, _ = world_model.rssm.observe(embed, batch["action"], batch["is_first"])
+    post, post_log_probs, _ = world_model.rssm.observe(embed, batch.action, batch.is_first)
     torch.manual_seed(0)
     state = world_model.rssm.initial(cfg.batch_size, embed.device)
     for t in range(cfg.seq_len):
-        state, log_probs = world_model.rssm.obs_step(state, batch["action"][:, t], embed[:, t], batch["is_first"][:, t])
+        state, log_probs = world_model.rssm.obs_step(state, batch.action[:, t], embed[:, t], batch.is_first[:, t])
         torch.testing.assert_close(state.deter, post.deter[:, t])
         torch.testing.assert_close(state.stoch, post.stoch[:, t])
         torch.testing.assert_close(log_probs, post_log_probs[:, t])

@@ -171,7 +171,7 @@ class JEPADreamer(BaseAlgorithm):
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.model_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
+        return ["policy", *(f"policy.{name}_optimizer" for name in self.policy.optimizers)], []
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """Use a new env (same spaces). The replay is kept unless the number of envs changes."""
@@ -353,7 +353,7 @@ class JEPADreamer(BaseAlgorithm):
             policy.world_model.update_target()
 
             start = post.detach().flatten()
-            start_cont = 1.0 - batch["terminated"].float().reshape(-1)
+            start_cont = 1.0 - batch.terminated.float().reshape(-1)
             if cfg.imagine_starts and cfg.imagine_starts < start_cont.shape[0]:
                 keep = torch.randperm(start_cont.shape[0], device=self.device)[: cfg.imagine_starts]
                 start, start_cont = start.select(keep), start_cont[keep]
@@ -494,15 +494,9 @@ class JEPADreamer(BaseAlgorithm):
             kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if overrides:  # the optimizers' saved state carries the old learning rates
-            cfg, policy = model.config, model.policy
-            learning_rates = {
-                policy.model_optimizer: cfg.model_lr,
-                policy.actor_optimizer: cfg.actor_lr,
-                policy.critic_optimizer: cfg.critic_lr,
-            }
-            for optimizer, lr in learning_rates.items():
+            for name, optimizer in model.policy.optimizers.items():
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = getattr(model.config, f"{name}_lr")
         return model
 
     def _get_model_size(self) -> int:

@@ -45,6 +45,11 @@ class JEPADreamerPolicy(BasePolicy):
         self.actor_optimizer = torch.optim.Adam(self.behavior.actor.parameters(), lr=config.actor_lr, eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.behavior.critic.parameters(), lr=config.critic_lr, eps=1e-5)
 
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer by the name of the config's learning rate it uses (``{name}_lr``)."""
+        return {"model": self.model_optimizer, "actor": self.actor_optimizer, "critic": self.critic_optimizer}
+
     @functools.cached_property
     def world_model_loss(self) -> Callable:
         """`world_model.loss`, compiled with torch.compile when the config asks for it (on first use)."""

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from wm_agent.spaces import ObsSpec
+
+
+class SequenceBatch(NamedTuple):
+    """B sequences of T consecutive replayed steps, on the model's device.
+
+    Step t holds the observation reached at t and what led to it: the action taken at t - 1 and its reward.
+    """
+
+    obs: dict[str, torch.Tensor]  # raw observations, (B, T, *obs_shape) per key (uint8 images stay uint8)
+    action: torch.Tensor  # (B, T, A) model-encoded action that led to step t (zeros at an episode start)
+    reward: torch.Tensor  # (B, T) reward that came with step t
+    terminated: torch.Tensor  # (B, T) bool: step t ended its episode for real (a truncation is not a terminal)
+    is_first: torch.Tensor  # (B, T) bool: step t starts an episode (always true at t = 0: the state starts afresh)
 
 
 class SequenceReplay:
@@ -91,7 +105,7 @@ class SequenceReplay:
     def can_sample(self, seq_len: int) -> bool:
         return bool((self.count >= seq_len).any())
 
-    def sample(self, batch_size: int, seq_len: int, device: torch.device) -> dict:
+    def sample(self, batch_size: int, seq_len: int, device: torch.device) -> SequenceBatch:
         """B sequences of T consecutive steps, uniformly over all valid start positions, as tensors on `device`."""
         starts_per_stream = np.maximum(self.count - seq_len + 1, 0)
         if starts_per_stream.sum() == 0:
@@ -109,13 +123,13 @@ class SequenceReplay:
         def to_tensor(x: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(x).to(device, non_blocking=True)
 
-        return {
-            "obs": {name: to_tensor(value[rows, index]) for name, value in self.obs.items()},
-            "action": to_tensor(self.action[rows, index]),
-            "reward": to_tensor(self.reward[rows, index]),
-            "terminated": to_tensor(self.terminated[rows, index]),
-            "is_first": to_tensor(is_first),
-        }
+        return SequenceBatch(
+            obs={name: to_tensor(value[rows, index]) for name, value in self.obs.items()},
+            action=to_tensor(self.action[rows, index]),
+            reward=to_tensor(self.reward[rows, index]),
+            terminated=to_tensor(self.terminated[rows, index]),
+            is_first=to_tensor(is_first),
+        )
 
     def __getstate__(self) -> dict:
         """Pickle only the filled part of the (possibly huge, mostly unused) arrays."""

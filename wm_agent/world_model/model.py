@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,9 @@ from wm_agent.world_model.encoders import ObsDecoder, ObsEncoder
 from wm_agent.world_model.heads import TwoHotHead, mlp
 from wm_agent.world_model.losses import barlow_twins, inverse_dynamics_loss, kl_balance, vicreg_terms
 from wm_agent.world_model.rssm import RSSM, Latent
+
+if TYPE_CHECKING:  # the replay's batch type only: the world model does not depend on the replay
+    from wm_agent.replay import SequenceBatch
 
 
 class WorldModel(nn.Module):
@@ -62,19 +66,19 @@ class WorldModel(nn.Module):
         if self.cfg.representation == "jepa" and self.cfg.jepa_target == "ema":
             polyak_update(self.encoder.parameters(), self.target_encoder.parameters(), self.cfg.jepa_target_rate)
 
-    def loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor], Latent]:
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor], Latent]:
         """Total world-model loss on a batch of sequences, its terms, and the posterior states (B, T)."""
         cfg = self.cfg
-        action, reward, is_first = batch["action"], batch["reward"], batch["is_first"]
+        action, reward, is_first = batch.action, batch.reward, batch.is_first
         batch_size, length = reward.shape
-        obs = self.preprocess(batch["obs"], 2)
+        obs = self.preprocess(batch.obs, 2)
         embed = self.encoder(obs)  # (B * T, E)
         post, post_logits, prior_logits = self.rssm.observe(embed.reshape(batch_size, length, -1), action, is_first)
         feat = post.feat  # (B, T, F)
 
         dyn, rep, kl = kl_balance(post_logits, prior_logits, cfg.kl_free)
         reward_nll = -self.reward_head(feat).log_prob(reward)
-        cont_target = 1.0 - batch["terminated"].float()
+        cont_target = 1.0 - batch.terminated.float()
         cont_nll = -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target)
         loss = (
             cfg.kl_dyn_scale * dyn.mean()
