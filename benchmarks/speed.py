@@ -96,9 +96,11 @@ class Side:
     def __init__(
         self, spec: str, case: str, args: argparse.Namespace, workdir: pathlib.Path, own: dict, extra_env: dict
     ) -> None:
-        self.spec = spec
+        extras = [json.dumps(own)] if own else []
+        extras += [f"{k}={v}" for k, v in extra_env.items()]
+        self.spec = spec if not extras else f"{spec} with {', '.join(extras)}"
         python, pythonpath = sys.executable, None
-        kind, _, value = spec.partition(":")
+        kind, _, value = spec.partition(":")  # the label above may add overrides; the spec itself is this
         if kind == "git":
             tree = workdir / value.replace("/", "_")
             if not tree.exists():
