@@ -105,27 +105,38 @@ class Side:
             tree = workdir / value.replace("/", "_")
             if not tree.exists():
                 tree.mkdir(parents=True)
-                archive = subprocess.run(["git", "-C", str(REPO), "archive", value], check=True, capture_output=True)
+                archive = subprocess.run(["git", "-C", str(REPO), "archive", value], capture_output=True)
+                if archive.returncode:
+                    raise SystemExit(f"git archive {value} failed: {archive.stderr.decode().strip()}")
                 tarfile.open(fileobj=__import__("io").BytesIO(archive.stdout)).extractall(tree, filter="data")
             pythonpath = str(tree)
         elif kind == "tree":
             pythonpath = str(pathlib.Path(value).resolve())
         elif kind == "python":
             python = value
+            # that environment's own wm_agent, with only this checkout's envs package beside it
+            envs_only = workdir / "envs_only"
+            if not envs_only.exists():
+                envs_only.mkdir(parents=True)
+                (envs_only / "envs").symlink_to(REPO / "envs")
+            pythonpath = None
+            env_path = str(envs_only)
         else:
             raise SystemExit(f"--against/--side must be git:REV, tree:DIR or python:PATH, got {spec!r}")
         self.expected_root = pythonpath
         env = {**os.environ, **extra_env}
-        # the worker imports envs from this checkout when the side's tree has none (an installed version)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, str(REPO) if kind == "python" else None) if p)
+        env["PYTHONPATH"] = pythonpath if kind != "python" else env_path
         command = [python, str(pathlib.Path(__file__).resolve()), "--worker", case, "--preset", args.preset]
         command += ["--threads", str(args.threads), "--hyperparams", json.dumps({**args.hyperparams, **own})]
         # run from a neutral folder so that a checkout in the current directory is never imported by accident
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                         cwd=tempfile.gettempdir())  # fmt: skip
         self.info = self._read()
-        if self.expected_root and not self.info["file"].startswith(self.expected_root):
-            raise SystemExit(f"{spec}: the worker imported wm_agent from {self.info['file']}, not {self.expected_root}")
+        imported = self.info["file"]
+        if (self.expected_root and not imported.startswith(self.expected_root)) or (
+            kind == "python" and imported.startswith(str(REPO))
+        ):
+            raise SystemExit(f"{spec}: the worker imported wm_agent from {imported}, not the side's own")
         self.rates: list[float] = []
         self.update_rates: list[float] = []
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -63,3 +65,16 @@ def test_save_adds_the_zip_suffix_as_sb3_does(tmp_path, tiny_kwargs):
     model.save(tmp_path / "agent")
     assert [p.name for p in tmp_path.iterdir()] == ["agent.zip"]
     assert JEPADreamer.load(tmp_path / "agent").num_timesteps == 0
+
+
+def test_save_keeps_a_name_with_a_dot_and_a_plain_file_mode(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.save(tmp_path / "ckpt_lr0.0003")  # SB3 adds .zip only to a name without a suffix
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt_lr0.0003"]
+    JEPADreamer.load(tmp_path / "ckpt_lr0.0003")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "ckpt_lr0.0003").stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    (tmp_path / "latest.zip").symlink_to(tmp_path / "ckpt_lr0.0003")
+    model.save(tmp_path / "latest.zip")  # writes through the link, as a plain write does
+    assert (tmp_path / "latest.zip").is_symlink()

@@ -570,3 +570,26 @@ def test_replay_that_cannot_fit_in_memory(monkeypatch, tiny_kwargs):
     model = JEPADreamer("CnnPolicy", env, **tiny_kwargs)  # the preset's size: capped to what fits, and logged
     model.learn(100)
     assert model.replay_buffer.capacity * 12_288 <= 1_000_000
+
+
+def test_replay_loaded_into_a_smaller_buffer_and_sized_by_this_runs_steps(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    model.learn(200)
+    model.save_replay_buffer(tmp_path / "replay")
+    small = JEPADreamer("MlpPolicy", "CartPole-v1", buffer_size=100, **tiny_kwargs)
+    small.load_replay_buffer(tmp_path / "replay")  # more steps than the new buffer_size: kept, then a ring
+    small.learn(50)
+    assert len(small.replay_buffer) > len(model.replay_buffer)
+    veteran = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    veteran.num_timesteps = 2_000_000  # a long-trained model fine-tuned for a few steps
+    veteran.learn(100, reset_num_timesteps=False)
+    assert veteran.replay_buffer.allocated < 1000  # sized by the 100 steps this call adds
+
+
+def test_saved_before_precision_existed_runs_in_float32(tmp_path, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
+    del model.config.__dict__["precision"]  # as a config pickled by wm-agent 0.1.0 is restored
+    model.save(tmp_path / "old")
+    assert JEPADreamer.load(tmp_path / "old").config.precision == "float32"
+    assert JEPADreamer.load(tmp_path / "old", learning_starts=0).config.precision == "float32"
+    assert JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs).config.precision == "auto"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from wm_agent import JEPADreamer
-from wm_agent.behavior import lambda_returns
+from wm_agent.behavior import ReturnNormalizer, lambda_returns
 from wm_agent.diagnostics import effective_rank
 from wm_agent.distributions import TwoHot, sample_one_hot, softmax, symexp, symlog, two_hot, unimix_logits
 from wm_agent.world_model.heads import symlog_bins
@@ -194,3 +194,21 @@ def test_observe_equals_step_by_step_filtering(trained):
         torch.testing.assert_close(state.deter, post.deter[:, t])
         torch.testing.assert_close(state.stoch, post.stoch[:, t])
         torch.testing.assert_close(log_probs, post_log_probs[:, t])
+
+
+def test_two_hot_log_prob_broadcasts_and_keeps_float64():
+    bins = symlog_bins(255)
+    logits = torch.randn(4, 3, 255, dtype=torch.float64)
+    target = torch.tensor([0.5, -2.0, 30.0], dtype=torch.float64)  # broadcast over the leading 4
+    log_prob = TwoHot(logits, bins).log_prob(target)
+    assert log_prob.shape == (4, 3) and log_prob.dtype == torch.float64
+    dense = (two_hot(symlog(target), bins.double()) * logits.log_softmax(-1)).sum(-1)
+    torch.testing.assert_close(log_prob, dense)
+
+
+def test_return_normalizer_ignores_a_non_finite_batch():
+    norm = ReturnNormalizer(0.99, (0.05, 0.95))
+    norm.update(torch.linspace(-3.0, 7.0, 100))
+    low, high = norm.low.clone(), norm.high.clone()
+    norm.update(torch.full((100,), float("nan")))
+    assert torch.equal(norm.low, low) and torch.equal(norm.high, high)

@@ -97,9 +97,12 @@ class ReturnNormalizer(nn.Module):
         self.register_buffer("high", torch.zeros(()))
 
     def update(self, returns: torch.Tensor) -> torch.Tensor:
+        """Move the range toward this batch's percentiles; a non-finite batch (an update that will be skipped)
+        leaves it as it was, without a host sync."""
         low, high = torch.quantile(returns.detach().flatten().float(), self.quantiles)
-        self.low.lerp_(low, 1 - self.decay)
-        self.high.lerp_(high, 1 - self.decay)
+        finite = torch.isfinite(low) & torch.isfinite(high)
+        self.low.lerp_(torch.where(finite, low, self.low), 1 - self.decay)
+        self.high.lerp_(torch.where(finite, high, self.high), 1 - self.decay)
         return self.scale
 
     @property
@@ -162,13 +165,12 @@ class Behavior(nn.Module):
         backprop = not self.actor.action_spec.discrete
         with frozen(world_model):
             feats, actions = self.imagine(world_model, start.detach(), backprop)
-        # every head below reads all (H + 1) * N imagined states at once: wide matmuls, where bf16 pays
-        with frozen(world_model), wide_autocast(feats.device, cfg.precision):
-            with torch.set_grad_enabled(backprop):
+            # every head below reads all (H + 1) * N imagined states at once: wide matmuls, where bf16 pays
+            with wide_autocast(feats.device, cfg.precision), torch.set_grad_enabled(backprop):
                 reward = world_model.reward_head(feats[1:]).mean  # (H, N)
                 # backprop bootstraps with the slow critic: its weights never take gradient
                 bootstrap = self.slow_critic(feats).mean if backprop else None
-            with torch.no_grad():
+            with wide_autocast(feats.device, cfg.precision), torch.no_grad():
                 cont_logits = world_model.cont_head(feats[1:]).float().squeeze(-1)
                 cont = torch.cat([start_cont[None], torch.sigmoid(cont_logits)])
 

@@ -22,8 +22,9 @@ class JEPADreamerConfig:
     embed: int = 128  # encoder output size (the JEPA embedding)
     cnn_depth: int = 16  # channels of the first conv layer; multiplied by 2, 3, 4, 4
     image_size: int = 64  # images are resized to this square size on the device
-    precision: str = "auto"  # "auto": bf16 convolutions where the hardware has bf16, else float32; or "float32",
-    # "bfloat16" (the whole update under bf16 autocast). A seed gives the same run on one machine in every mode.
+    precision: str = "auto"  # "auto": bf16 autocast for the convolutions and the behavior heads over all imagined
+    # states where the hardware computes bf16 natively, float32 elsewhere; "float32"; or "bfloat16" (the whole
+    # update under bf16 autocast). A seed gives the same run on one machine in every mode.
     compile: bool = False  # torch.compile the two loss functions; start-up takes minutes on a CPU (see RESULTS.md)
 
     # --- replay and update schedule ---
@@ -76,6 +77,8 @@ class JEPADreamerConfig:
     imagine_starts: int = 256  # posterior states used as imagination starts (0 = all B*T)
 
     def __post_init__(self) -> None:
+        if self.max_skipped_updates < 1:
+            raise ValueError(f"max_skipped_updates must be at least 1, got {self.max_skipped_updates}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.representation not in ("jepa", "reconstruction"):
@@ -122,6 +125,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         imagine_starts=0, model_lr=1e-4, actor_lr=3e-5, critic_lr=3e-5,
     ),
 }  # fmt: skip
+
+
+def upgrade_config(config: JEPADreamerConfig) -> JEPADreamerConfig:
+    """A config saved by an older version, completed in place with the values that reproduce its behaviour.
+
+    Fields added later read their class default; where that default would change how a saved agent acts, the
+    old behaviour is filled in instead: agents saved before `precision` existed ran in float32.
+    """
+    if "precision" not in vars(config):
+        config.precision = "float32"
+    return config
 
 
 def make_config(preset: str = "small", **overrides: Any) -> JEPADreamerConfig:

@@ -27,7 +27,8 @@ class TwoHot:
     """
 
     def __init__(self, logits: torch.Tensor, bins: torch.Tensor) -> None:
-        self.logits = logits.float()  # (..., K); float32 even when computed under bf16 autocast
+        # (..., K); reduced-precision logits (bf16 autocast) are read in float32, float64 ones stay float64
+        self.logits = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
         self.bins = bins  # (K,), in symlog space, ascending
 
     @functools.cached_property
@@ -49,8 +50,9 @@ class TwoHot:
 
         Reads only the two bins that carry weight, instead of a dense (..., K) encoding.
         """
-        below, above, weight_above = two_hot_index(symlog(target), self.bins)
         log_probs = self.log_probs
+        target = torch.broadcast_to(target, log_probs.shape[:-1]).to(log_probs.dtype)
+        below, above, weight_above = two_hot_index(symlog(target), self.bins.to(log_probs.dtype))
         log_below = log_probs.gather(-1, below.unsqueeze(-1)).squeeze(-1)
         log_above = log_probs.gather(-1, above.unsqueeze(-1)).squeeze(-1)
         return torch.lerp(log_below, log_above, weight_above)

@@ -21,7 +21,7 @@ from stable_baselines3.common.save_util import json_to_data, load_from_pkl, save
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 
-from wm_agent.config import JEPADreamerConfig, make_config
+from wm_agent.config import JEPADreamerConfig, make_config, upgrade_config
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
@@ -95,6 +95,7 @@ class JEPADreamer(BaseAlgorithm):
     # ------------------------------------------------------------------ setup
 
     def _setup_model(self) -> None:
+        upgrade_config(self.config)
         if self.device.type == "cpu":
             reuse_freed_memory()
         self._setup_lr_schedule()
@@ -111,7 +112,7 @@ class JEPADreamer(BaseAlgorithm):
         self._skipped_updates = 0  # updates skipped for a non-finite loss or gradient
         self._consecutive_skips = 0
 
-    def _make_replay(self, total_timesteps: int) -> None:
+    def _make_replay(self, run_steps: int) -> None:
         """The sequence replay, sized for this run: arrays start at the run's length and grow up to `buffer_size`."""
         cfg = self.config
         if cfg.buffer_size // self.n_envs < cfg.seq_len:
@@ -119,45 +120,57 @@ class JEPADreamer(BaseAlgorithm):
                 f"buffer_size={cfg.buffer_size} leaves {cfg.buffer_size // self.n_envs} steps per env for "
                 f"{self.n_envs} envs, fewer than seq_len={cfg.seq_len}: training could never start"
             )
-        capacity = self._replay_capacity(total_timesteps, allocated=0)
+        capacity = self._replay_capacity(run_steps, stored=0, allocated=0)
         self.replay_buffer = SequenceReplay(
             capacity,
             self.n_envs,
             self.policy.obs_spec,
             self.policy.action_spec.size,
             seed=self.seed,
-            initial=min(capacity, self._replay_steps(total_timesteps)),
+            initial=min(capacity, self._replay_entries(run_steps)),
         )
 
-    def _replay_steps(self, total_timesteps: int) -> int:
-        """Replay entries a run to `total_timesteps` stores: its steps plus the first observation of each episode,
+    def _fit_replay(self, run_steps: int) -> None:
+        """Before a later learn() call: lower the replay's capacity if what this run adds would not fit in memory."""
+        replay, n = self.replay_buffer, self.n_envs
+        if replay.count.max() >= replay.capacity:  # a full ring: it takes no more memory
+            return
+        capacity = self._replay_capacity(run_steps, stored=len(replay), allocated=replay.allocated * n) // n
+        # never below what a stream has written: its next step must still find room
+        replay.capacity = min(replay.capacity, max(capacity, int(replay.pos.max()) + 1))
+
+    def _replay_entries(self, run_steps: int) -> int:
+        """Replay entries `run_steps` env steps add: the steps plus the first observation of each episode,
         counted generously (one episode start per 8 steps) so that the arrays seldom need to grow."""
-        return int(total_timesteps * 1.125) + self.n_envs * self.config.seq_len
+        return int(run_steps * 1.125) + self.n_envs * self.config.seq_len
 
-    def _replay_capacity(self, total_timesteps: int, allocated: int) -> int:
-        """Replay capacity (steps, all envs) for a run to `total_timesteps` when `allocated` steps are held already.
+    def _replay_capacity(self, run_steps: int, stored: int, allocated: int) -> int:
+        """Replay capacity (steps, all envs) for a run of `run_steps` more env steps, with `stored` steps in
+        arrays of `allocated` steps already.
 
-        `buffer_size` when what the run adds fits in 80% of the memory available now. Otherwise a `buffer_size`
-        the user set raises here, before training starts; the preset's is lowered to what fits, and logged.
+        `buffer_size` when the memory the run adds (the last doubling of the arrays holds the old and the new
+        copy at once) fits in 80% of what is available now. Otherwise a `buffer_size` the user set raises here,
+        before training starts; the preset's is lowered to what fits, with a warning.
         """
         cfg = self.config
         per_step = step_bytes(self.policy.obs_spec, self.policy.action_spec.size)
-        wanted = min(cfg.buffer_size, self._replay_steps(total_timesteps))
+        wanted = min(cfg.buffer_size, stored + self._replay_entries(run_steps))
+        extra = max(0, int(1.5 * wanted) - allocated) if wanted > allocated else 0
         available = available_memory_bytes()
-        if available is None or (wanted - allocated) * per_step <= 0.8 * available:
+        if available is None or extra * per_step <= 0.8 * available:
             return cfg.buffer_size
-        fitting = allocated + int(0.8 * available / per_step)
+        fitting = int((0.8 * available / per_step + allocated) / 1.5)
         if cfg.buffer_size != make_config(self.preset).buffer_size:
             raise MemoryError(
-                f"This run would fill {wanted:,} replay steps of {per_step:,} bytes "
-                f"({wanted * per_step / 1e9:.1f} GB), "
-                f"but {available / 1e9:.1f} GB of memory are available: set buffer_size to at most {fitting:,} "
-                f"(it is {cfg.buffer_size:,}), or train for fewer steps"
+                f"This run would fill {wanted:,} replay steps of {per_step:,} bytes ({wanted * per_step / 1e9:.1f} "
+                f"GB, more while the arrays grow), but {available / 1e9:.1f} GB of memory are available: set "
+                f"buffer_size to at most {fitting:,} (it is {cfg.buffer_size:,}), or train for fewer steps"
             )
         capacity = max(fitting, self.n_envs * cfg.seq_len)
-        self.logger.info(
+        warnings.warn(
             f"Replay capped at {capacity:,} steps ({capacity * per_step / 1e9:.1f} GB) to fit the "
-            f"{available / 1e9:.1f} GB of memory available; the preset's buffer_size is {cfg.buffer_size:,}"
+            f"{available / 1e9:.1f} GB of memory available; the preset's buffer_size is {cfg.buffer_size:,}",
+            stacklevel=3,
         )
         return capacity
 
@@ -205,12 +218,11 @@ class JEPADreamer(BaseAlgorithm):
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
+        run_steps = total_timesteps - self.num_timesteps  # `total_timesteps` counts the steps of earlier calls
         if self.replay_buffer is None:
-            self._make_replay(total_timesteps)
-        else:  # a later learn() call: the replay may grow further
-            replay = self.replay_buffer
-            capacity = self._replay_capacity(total_timesteps, replay.allocated * self.n_envs) // self.n_envs
-            replay.capacity = min(replay.capacity, max(capacity, replay.allocated))
+            self._make_replay(run_steps)
+        else:
+            self._fit_replay(run_steps)
         if self._vec_normalize_env is not None:
             warnings.warn(
                 "JEPADreamer replays what the VecEnv returns: under VecNormalize, old and new steps are scaled by "
@@ -321,7 +333,7 @@ class JEPADreamer(BaseAlgorithm):
         cfg = self.config
         if self.num_timesteps < cfg.learning_starts or not self.replay_buffer.can_sample(cfg.seq_len):
             return
-        if self._n_updates == 0:
+        if self._n_updates == 0 and self._skipped_updates == 0:
             self._train_credit += cfg.pretrain_updates
         self._train_credit += self.n_envs * cfg.train_ratio / (cfg.batch_size * cfg.seq_len)
         updates = int(self._train_credit)
@@ -384,7 +396,8 @@ class JEPADreamer(BaseAlgorithm):
     def _skip_update(self, part: str, metrics: dict[str, torch.Tensor], update: int) -> None:
         """Count an update skipped for a non-finite loss or gradient; too many in a row stop training.
 
-        The skipped update changed no weight and no optimizer state, so the model stays at its last good update.
+        The skipped part (the world model, or the actor and critic) changed no weight and no optimizer state, and
+        the return normalizer ignores non-finite returns, so that part stays at its last good update.
         """
         self._skipped_updates += 1
         self._consecutive_skips += 1
@@ -393,8 +406,8 @@ class JEPADreamer(BaseAlgorithm):
             self.policy.set_training_mode(False)
             raise FloatingPointError(
                 f"{self._consecutive_skips} updates in a row had a non-finite {part} loss or gradient (the last was "
-                f"update {update}); non-finite terms: {', '.join(bad)}. The weights are those of the last good "
-                "update: save them, then lower the learning rates (e.g. model_lr) or look for huge or non-finite "
+                f"update {update}); non-finite terms: {', '.join(bad)}. The {part} weights are those of its last "
+                "good update: save them, then lower the learning rates (e.g. model_lr) or look for huge or non-finite "
                 "rewards and observations in the env"
             )
 
@@ -490,7 +503,7 @@ class JEPADreamer(BaseAlgorithm):
         config_fields = {f.name for f in dataclasses.fields(JEPADreamerConfig)}
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
         if overrides:
-            saved = json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"]
+            saved = upgrade_config(json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"])
             kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if overrides:  # the optimizers' saved state carries the old learning rates

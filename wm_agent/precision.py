@@ -17,16 +17,16 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 def native_bf16(device_type: str) -> bool:
     """Whether `device_type` ("cpu", "cuda") computes bf16 matmuls and convolutions in hardware."""
     if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device_type == "cpu":
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device_type == "cpu":  # AVX-512 BF16 or AMX: plain AVX-512 only emulates bf16, slower than float32
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return False
 
 
 def wide_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast for wide computations: under "auto" where the hardware has bf16, always under "bfloat16".
 
-    Wide means many rows at once: convolutions over a batch of frames, heads over all imagined or replayed
+    Wide means many rows at once: convolutions over a batch of frames, the behavior heads over all imagined
     states. There the matmuls dominate and bf16 pays; the recurrent steps over a few rows are bound by per-op
     overhead and get slower from the casts, so they stay in float32 (measured in benchmarks/RESULTS.md).
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 from typing import NamedTuple
 
 import numpy as np
@@ -63,7 +64,9 @@ class SequenceReplay:
 
     def _grow(self, needed: int) -> None:
         """Double the arrays (up to `capacity`) until `needed` steps per stream fit. Only before the ring wraps."""
-        size = self.allocated
+        if needed > self.capacity:
+            raise RuntimeError(f"replay index {needed - 1} is beyond its capacity of {self.capacity} steps per stream")
+        size = max(self.allocated, 1)
         while size < needed:
             size = min(2 * size, self.capacity)
 
@@ -154,13 +157,24 @@ def step_bytes(obs_spec: ObsSpec, action_size: int) -> int:
 
 
 def available_memory_bytes() -> int | None:
-    """Memory the system can give without swapping (Linux MemAvailable), or None where it is not known."""
+    """Memory this process can still get without swapping: Linux MemAvailable, lowered to a cgroup's (container's)
+    remaining limit where one is set; None where neither is known."""
+    available = None
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
     except OSError:
+        if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    try:
+        cgroup = pathlib.Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        used = int((cgroup / "memory.current").read_text())
+        if limit != "max":
+            remaining = int(limit) - used
+            available = remaining if available is None else min(available, remaining)
+    except (OSError, ValueError):
         pass
-    if hasattr(os, "sysconf") and "SC_AVPHYS_PAGES" in os.sysconf_names:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return None
+    return available

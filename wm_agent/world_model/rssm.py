@@ -48,6 +48,7 @@ class RSSM(nn.Module):
         self.gru = nn.GRUCell(cfg.hidden, cfg.deter)
         self.prior_net = mlp(cfg.deter, cfg.hidden, 1, stoch_size)
         self.post_net = mlp(cfg.deter + embed_size, cfg.hidden, 1, stoch_size)
+        assert self.post_net[0].bias is None, "_filter_step splits the first layer's weight and has no bias to add"
         self.deter_size = cfg.deter
 
     def initial(self, batch_size: int, device: torch.device) -> Latent:
