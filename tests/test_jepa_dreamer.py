@@ -343,6 +343,19 @@ def test_nan_observation_during_learning_raises():
         model.learn(5)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_reward_during_learning_raises_before_it_is_stored(bad):
+    class BadRewardEnv(SpaceEnv):
+        def step(self, action):
+            obs, _, *rest = super().step(action)
+            return obs, bad if self.t == 3 else 1.0, *rest
+
+    model = JEPADreamer("MlpPolicy", BadRewardEnv(OBS_SPACES["box"], ACTION_SPACES["discrete"]), preset="tiny")
+    with pytest.raises(ValueError, match="non-finite reward.*TransformReward"):
+        model.learn(10)
+    assert np.isfinite(model.replay_buffer.reward).all()
+
+
 def test_bad_checkpoints_raise_clearly(tmp_path, tiny_kwargs):
     corrupted = tmp_path / "corrupted.zip"
     corrupted.write_bytes(b"not a zip at all")

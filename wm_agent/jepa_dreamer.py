@@ -316,6 +316,11 @@ class JEPADreamer(BaseAlgorithm):
             for k in next_obs:
                 next_obs[k][i] = terminal[k]
         obs_spec.check_finite(next_obs)
+        if not np.isfinite(rewards).all():  # stored, it would poison every update that samples it
+            raise ValueError(
+                f"The env returned a non-finite reward {rewards.tolist()} at step {self.num_timesteps}: "
+                "fix the env, or wrap it with gymnasium.wrappers.TransformReward to clean its rewards"
+            )
         truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
         self.replay_buffer.add(next_obs, buffer_actions, rewards, dones & ~truncated, np.zeros(n, bool))
         if len(done_envs):
