@@ -155,7 +155,7 @@ class JEPADreamer(BaseAlgorithm):
         cfg = self.config
         per_step = step_bytes(self.policy.obs_spec, self.policy.action_spec.size)
         wanted = min(cfg.buffer_size, stored + self._replay_entries(run_steps))
-        extra = max(0, int(1.5 * wanted) - allocated) if wanted > allocated else 0
+        extra = int(1.5 * wanted) - allocated if wanted > allocated else 0
         available = available_memory_bytes()
         if available is None or extra * per_step <= 0.8 * available:
             return cfg.buffer_size

@@ -44,8 +44,9 @@ def reuse_freed_memory() -> bool:
     """Ask glibc to keep large freed blocks for reuse instead of unmapping them (once per process).
 
     By default glibc serves every allocation above 32 MB with a fresh mmap and unmaps it on free, so each
-    update page-faults its large activations again (an image batch's first feature map is 67 MB): measured
-    1.4x slower updates on 64x64 images. A user's own MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ wins.
+    update page-faults its large activations again (an image batch's first feature map is 67 MB): training
+    on 64x64 images measured 1.27x faster with it (benchmarks/RESULTS.md). A user's own
+    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ wins.
     Returns whether the setting was applied (False off glibc).
     """
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
