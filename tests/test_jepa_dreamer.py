@@ -597,12 +597,3 @@ def test_replay_loaded_into_a_smaller_buffer_and_sized_by_this_runs_steps(tmp_pa
     veteran.num_timesteps = 2_000_000  # a long-trained model fine-tuned for a few steps
     veteran.learn(100, reset_num_timesteps=False)
     assert veteran.replay_buffer.allocated < 1000  # sized by the 100 steps this call adds
-
-
-def test_saved_before_precision_existed_runs_in_float32(tmp_path, tiny_kwargs):
-    model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)
-    del model.config.__dict__["precision"]  # as a config pickled by wm-agent 0.1.0 is restored
-    model.save(tmp_path / "old")
-    assert JEPADreamer.load(tmp_path / "old").config.precision == "float32"
-    assert JEPADreamer.load(tmp_path / "old", learning_starts=0).config.precision == "float32"
-    assert JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs).config.precision == "auto"

@@ -127,15 +127,35 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def upgrade_config(config: JEPADreamerConfig) -> JEPADreamerConfig:
-    """A config saved by an older version, completed in place with the values that reproduce its behaviour.
+# Fields added after 0.1, with the value that reproduces how an agent saved without them behaved (their class
+# default may differ): agents saved before `precision` existed ran in float32.
+ADDED_FIELD_OLD_VALUES: dict[str, Any] = {"precision": "float32"}
 
-    Fields added later read their class default; where that default would change how a saved agent acts, the
-    old behaviour is filled in instead: agents saved before `precision` existed ran in float32.
-    """
-    if "precision" not in vars(config):
-        config.precision = "float32"
+
+def upgrade_config(config: JEPADreamerConfig) -> JEPADreamerConfig:
+    """A config unpickled from an older version, completed in place (see `ADDED_FIELD_OLD_VALUES`)."""
+    for name, old_value in ADDED_FIELD_OLD_VALUES.items():
+        if name not in vars(config):
+            setattr(config, name, old_value)
     return config
+
+
+def config_from_dict(values: dict[str, Any]) -> JEPADreamerConfig:
+    """The config a checkpoint's JSON describes (`JEPADreamerConfig.to_dict`), checked as a new one is.
+
+    Fields it lacks take their old value (`ADDED_FIELD_OLD_VALUES`) or their default; unknown fields raise.
+    """
+    fields = {f.name: f for f in dataclasses.fields(JEPADreamerConfig)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(
+            f"The saved config has setting(s) {sorted(unknown)} that this wm-agent does not know: it was saved by a "
+            "newer version; upgrade wm-agent to load it"
+        )
+    values = {**{k: v for k, v in ADDED_FIELD_OLD_VALUES.items() if k not in values}, **values}
+    # JSON has no tuples: restore them where the field's default is one
+    values = {k: tuple(v) if isinstance(fields[k].default, tuple) else v for k, v in values.items()}
+    return JEPADreamerConfig(**values)
 
 
 def make_config(preset: str = "small", **overrides: Any) -> JEPADreamerConfig:

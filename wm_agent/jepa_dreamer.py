@@ -6,10 +6,11 @@ import dataclasses
 import io
 import json
 import pathlib
+import pickle
 import sys
 import time
 import warnings
-import zipfile
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
@@ -17,11 +18,28 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.save_util import json_to_data, load_from_pkl, save_to_pkl
+from stable_baselines3.common.save_util import (
+    json_to_data,
+    load_from_pkl,
+    load_from_zip_file,
+    save_to_pkl,
+    save_to_zip_file,
+)
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
-from stable_baselines3.common.utils import safe_mean
+from stable_baselines3.common.utils import check_for_correct_spaces, safe_mean
 
-from wm_agent.config import JEPADreamerConfig, make_config, upgrade_config
+from wm_agent.checkpoint import (
+    FORMAT_VERSION,
+    check_json,
+    pickled_entries,
+    read_data,
+    refuse_pickled,
+    resolve_path,
+    space_from_json,
+    space_to_json,
+    unsafe_tensor_file_error,
+)
+from wm_agent.config import JEPADreamerConfig, config_from_dict, make_config, upgrade_config
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
@@ -89,6 +107,11 @@ class JEPADreamer(BaseAlgorithm):
             seed=seed,
         )
         self.wm_agent_version = __version__
+        # the run's counters: set here, not in _setup_model, so that load() restores them
+        self._train_credit = 0.0  # updates due but not yet made (fractions carry over between env steps)
+        self._train_seconds = 0.0
+        self._skipped_updates = 0  # updates skipped for a non-finite loss or gradient
+        self._consecutive_skips = 0
         if _init_setup_model:
             self._setup_model()
 
@@ -104,13 +127,9 @@ class JEPADreamer(BaseAlgorithm):
         self.policy = self.policy.to(self.device)
         self.replay_buffer: SequenceReplay | None = None  # made by the first learn(): inference needs none
         self._act_state = None  # (latent, previous action) of the envs being collected from
-        self._train_credit = 0.0
         self._metric_sums: torch.Tensor | None = None
         self._metric_names: list[str] = []
         self._metric_count = 0
-        self._train_seconds = 0.0
-        self._skipped_updates = 0  # updates skipped for a non-finite loss or gradient
-        self._consecutive_skips = 0
 
     def _make_replay(self, run_steps: int) -> None:
         """The sequence replay, sized for this run: arrays start at the run's length and grow up to `buffer_size`."""
@@ -181,6 +200,11 @@ class JEPADreamer(BaseAlgorithm):
             "_act_state",
             "_metric_sums",
             "_last_prefill_actions",
+            # a loaded agent starts its episodes afresh and rebuilds its schedule from `learning_rate`
+            "_last_obs",
+            "_last_original_obs",
+            "_last_episode_starts",
+            "lr_schedule",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -465,12 +489,39 @@ class JEPADreamer(BaseAlgorithm):
         exclude: Iterable[str] | None = None,
         include: Iterable[str] | None = None,
     ) -> None:
-        """SB3's save, crash-safe: the zip is written beside `path` and renamed over it once complete, so a kill
-        during a save leaves the previous checkpoint loadable."""
+        """Save the agent as a zip that loads without unpickling anything (`wm_agent.checkpoint`).
+
+        Crash-safe: the zip is written beside `path` and renamed over it once complete, so a kill during a save
+        leaves the previous checkpoint loadable. A loaded agent starts its episodes afresh: the last observations
+        and the latent state are not saved.
+        """
+        excluded = (set(exclude or ()) | set(self._excluded_save_params()) | {"policy"}) - set(include or ())
+        data = {
+            name: check_json(name, self._json_value(name, value))
+            for name, value in self.__dict__.items()
+            if name not in excluded
+        }
+        data["format_version"] = FORMAT_VERSION
+        state_dict_names, _ = self._get_torch_save_params()
+        params = {name: state for name, state in self.get_parameters().items() if name in state_dict_names}
         if not isinstance(path, (str, pathlib.Path)):
-            return super().save(path, exclude, include)
+            return save_to_zip_file(path, data=data, params=params, pytorch_variables={})
         with atomic_path(with_suffix(path, ".zip")) as temporary:
-            super().save(temporary, exclude, include)
+            save_to_zip_file(temporary, data=data, params=params, pytorch_variables={})
+
+    def _json_value(self, name: str, value: Any) -> Any:
+        """An attribute as the plain JSON value the checkpoint stores (`_from_json` reads it back)."""
+        if name == "config":
+            return value.to_dict()
+        if name == "policy_class":
+            return value.__name__ if value is JEPADreamerPolicy else f"{value.__module__}.{value.__qualname__}"
+        if name in ("observation_space", "action_space"):
+            return space_to_json(value)
+        if isinstance(value, deque):
+            return list(value)
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """Pickle the sequence replay (only its filled part), e.g. to resume training later. Crash-safe as `save`."""
@@ -500,51 +551,112 @@ class JEPADreamer(BaseAlgorithm):
         custom_objects: dict[str, Any] | None = None,
         print_system_info: bool = False,
         force_reset: bool = True,
+        allow_pickle: bool = False,
         **kwargs: Any,
     ) -> SelfJEPADreamer:
-        """SB3's load, with clear errors for bad files; config fields in `kwargs` (e.g. ``learning_starts=0``,
-        ``train_ratio=64``) override the saved config."""
-        data = check_checkpoint(path)
+        """Load an agent saved by `save`; nothing in the file is unpickled, so it cannot run code.
+
+        :param path: the zip (the ``.zip`` suffix may be left out)
+        :param env: an env with the agent's spaces, to continue learning; None for inference only
+        :param device: where the networks go ("auto": CUDA when available)
+        :param custom_objects: values used instead of the saved ones, e.g. ``{"policy_class": MyPolicy}`` for an
+            agent saved with a policy subclass
+        :param print_system_info: print the saving and the current system's versions
+        :param force_reset: kept for SB3's signature: a loaded agent always starts its episodes afresh
+        :param allow_pickle: also load files with pickled entries (saved by wm-agent 0.1, or converted from SB3);
+            unpickling can run any code: use it only for files you trust, then save them again
+        :param kwargs: config fields overriding the saved ones (e.g. ``learning_starts=0``, ``train_ratio=64``),
+            or other attributes of the model
+        """
+        path = resolve_path(path)
+        data = read_data(path)
         config_fields = {f.name for f in dataclasses.fields(JEPADreamerConfig)}
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
-        if overrides:
-            saved = upgrade_config(json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"])
-            kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
-        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if pickled_entries(data):
+            if not allow_pickle:
+                refuse_pickled(path, data, custom_objects)
+            model = cls._load_pickled(path, data, env, device, custom_objects, print_system_info, force_reset,
+                                      overrides, kwargs)  # fmt: skip
+        else:
+            model = cls._load_json(path, data, env, device, custom_objects, print_system_info, overrides, kwargs)
         if overrides:  # the optimizers' saved state carries the old learning rates
             for name, optimizer in model.policy.optimizers.items():
                 for group in optimizer.param_groups:
                     group["lr"] = getattr(model.config, f"{name}_lr")
         return model
 
+    @classmethod
+    def _load_json(
+        cls: type[SelfJEPADreamer],
+        path: pathlib.Path | io.BufferedIOBase,
+        data: dict[str, Any],
+        env: GymEnv | None,
+        device: torch.device | str,
+        custom_objects: dict[str, Any] | None,
+        print_system_info: bool,
+        overrides: dict[str, Any],
+        kwargs: dict[str, Any],
+    ) -> SelfJEPADreamer:
+        """SB3's load steps, on the JSON data of the safe format, with tensors loaded ``weights_only``."""
+        try:
+            _, params, _ = load_from_zip_file(path, load_data=False, device=device, print_system_info=print_system_info)
+        except pickle.UnpicklingError as error:
+            raise unsafe_tensor_file_error(path, error) from error
+        provided = custom_objects or {}
+        data = {
+            name: provided[name] if name in provided else cls._from_json(name, value, data)
+            for name, value in data.items()
+            if name != "format_version"
+        }
+        if overrides:
+            data["config"] = dataclasses.replace(data["config"], **overrides)  # checked again
+        if env is not None:
+            env = cls._wrap_env(env, data.get("verbose", 0))
+            check_for_correct_spaces(env, data["observation_space"], data["action_space"])
+            data["n_envs"] = env.num_envs
+        model = cls(data["policy_class"], env, config=data["config"], device=device, _init_setup_model=False)
+        model.__dict__.update(data)
+        model.__dict__.update(kwargs)
+        model._setup_model()
+        model.set_parameters(params, exact_match=True, device=device)
+        return model
+
+    @classmethod
+    def _from_json(cls, name: str, value: Any, data: dict[str, Any]) -> Any:
+        """The attribute a checkpoint's JSON value stands for (the inverse of `_json_value`)."""
+        if name == "config":
+            return config_from_dict(value)
+        if name == "policy_class":
+            if value in cls.policy_aliases or value == JEPADreamerPolicy.__name__:
+                return cls.policy_aliases.get(value, JEPADreamerPolicy)
+            raise ValueError(
+                f"The agent was saved with the policy class {value}: pass it as custom_objects={{'policy_class': ...}} "
+                "(a checkpoint never imports code by name)"
+            )
+        if name in ("observation_space", "action_space"):
+            return space_from_json(value)
+        if name in ("ep_info_buffer", "ep_success_buffer") and value is not None:  # None before the first learn()
+            return deque(value, maxlen=data.get("_stats_window_size", 100))
+        return value
+
+    @classmethod
+    def _load_pickled(
+        cls: type[SelfJEPADreamer],
+        path: pathlib.Path | io.BufferedIOBase,
+        data: dict[str, Any],
+        env: GymEnv | None,
+        device: torch.device | str,
+        custom_objects: dict[str, Any] | None,
+        print_system_info: bool,
+        force_reset: bool,
+        overrides: dict[str, Any],
+        kwargs: dict[str, Any],
+    ) -> SelfJEPADreamer:
+        """SB3's own load, for files with pickled entries (wm-agent 0.1): the caller allowed unpickling."""
+        if overrides:
+            saved = upgrade_config(json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"])
+            kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+
     def _get_model_size(self) -> int:
         return sum(p.numel() for p in self.policy.parameters())
-
-
-def check_checkpoint(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
-    """Read a checkpoint's metadata and raise a clear ValueError if it is not a loadable JEPADreamer zip."""
-    if isinstance(path, (str, pathlib.Path)):
-        path = pathlib.Path(path)
-        if not path.exists() and path.with_suffix(".zip").exists():
-            path = path.with_suffix(".zip")
-        if not path.exists():
-            raise FileNotFoundError(f"No checkpoint at {path}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{path} is not a valid checkpoint: the zip file is corrupted ({error})") from error
-    except (KeyError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not a valid SB3 checkpoint: its 'data' entry is missing or unreadable") from error
-    finally:
-        if hasattr(path, "seek"):
-            path.seek(0)
-    if "wm_agent_version" not in data or "config" not in data:
-        raise ValueError(f"{path} was not saved by JEPADreamer (no wm_agent version or config in it)")
-    saved_major = str(data["wm_agent_version"]).split(".")[:2]
-    if saved_major != __version__.split(".")[:2]:
-        raise ValueError(
-            f"{path} was saved by wm-agent {data['wm_agent_version']}, which is incompatible with this version "
-            f"({__version__}); install wm-agent=={data['wm_agent_version']} to load it"
-        )
-    return data

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
+import pathlib
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -10,10 +13,14 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import get_device
 
 from wm_agent.behavior import Behavior
-from wm_agent.config import JEPADreamerConfig
+from wm_agent.checkpoint import FORMAT_VERSION, space_from_json, space_to_json, unsafe_tensor_file_error
+from wm_agent.config import JEPADreamerConfig, config_from_dict
+from wm_agent.files import atomic_path
 from wm_agent.spaces import ActionSpec, ObsSpec
+from wm_agent.version import __version__
 from wm_agent.world_model.model import WorldModel
 from wm_agent.world_model.rssm import Latent
 
@@ -59,6 +66,37 @@ class JEPADreamerPolicy(BasePolicy):
     def behavior_loss(self) -> Callable:
         """`behavior.loss`, compiled with torch.compile when the config asks for it (on first use)."""
         return torch.compile(self.behavior.loss) if self.config.compile else self.behavior.loss
+
+    def save(self, path: str | pathlib.Path) -> None:
+        """Save the policy alone (weights, config and spaces) in a file that loads without unpickling anything."""
+        data = {
+            "format_version": FORMAT_VERSION,
+            "wm_agent_version": __version__,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "config": self.config.to_dict(),
+        }
+        with atomic_path(path) as temporary:
+            torch.save({"state_dict": self.state_dict(), "data": json.dumps(data)}, temporary)
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path, device: torch.device | str = "auto") -> JEPADreamerPolicy:
+        """Load a policy saved by `save`; tensors are read ``weights_only``, so the file cannot run code."""
+        device = get_device(device)
+        try:
+            saved = torch.load(path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise unsafe_tensor_file_error(path, error) from error
+        if not isinstance(saved, dict) or not isinstance(saved.get("data"), str) or "state_dict" not in saved:
+            raise ValueError(f"{path} is not a JEPADreamerPolicy file saved by JEPADreamerPolicy.save")
+        data = json.loads(saved["data"])
+        policy = cls(
+            space_from_json(data["observation_space"]),
+            space_from_json(data["action_space"]),
+            config_from_dict(data["config"]),
+        )
+        policy.load_state_dict(saved["state_dict"])
+        return policy.to(device)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -110,7 +110,7 @@ def _drop_optimizer_state(checkpoint: pathlib.Path) -> None:
     with zipfile.ZipFile(checkpoint, "w", zipfile.ZIP_DEFLATED) as target:
         for info, payload in entries:
             if "optimizer" in info.filename:
-                state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+                state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
                 state["state"] = {}
                 buffer = io.BytesIO()
                 torch.save(state, buffer)
