@@ -534,7 +534,7 @@ def test_channel_first_stack_with_more_channels_than_its_smallest_side(tiny_kwar
     assert action.shape == (1,)
 
 
-def test_non_finite_updates_are_skipped_then_stop_learning_with_the_last_good_weights(tiny_kwargs):
+def test_non_finite_updates_are_skipped_then_stop_learning_with_the_last_good_weights(tmp_path, tiny_kwargs):
     model = JEPADreamer("MlpPolicy", "CartPole-v1", max_skipped_updates=3, **tiny_kwargs)
     model.learn(60)
     policy = model.policy
@@ -560,6 +560,11 @@ def test_non_finite_updates_are_skipped_then_stop_learning_with_the_last_good_we
     with pytest.raises(FloatingPointError, match=r"3 updates in a row .* world model .* reward_loss"):
         model.learn(100, reset_num_timesteps=False)
     assert all(torch.equal(p, w) for p, w in zip(policy.parameters(), weights))  # the last good weights
+    # and on disk, when a checkpoint path is given
+    with pytest.raises(FloatingPointError, match="saved to .*last_good"):
+        model.learn(100, reset_num_timesteps=False, checkpoint_path=tmp_path / "last_good")
+    saved = JEPADreamer.load(tmp_path / "last_good")
+    assert all(torch.equal(p, w) for p, w in zip(saved.policy.parameters(), weights))
 
 
 def test_replay_grows_with_the_run_and_keeps_every_step(tiny_kwargs):

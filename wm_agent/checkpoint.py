@@ -93,7 +93,7 @@ def resolve_path(path: str | pathlib.Path | io.BufferedIOBase) -> pathlib.Path |
     if not path.exists() and path.with_suffix(".zip").exists():
         path = path.with_suffix(".zip")
     if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}")
+        raise FileNotFoundError(f"No checkpoint at {path}: check the path (save() writes PATH.zip)")
     return path
 
 
@@ -109,14 +109,22 @@ def read_data(path: pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
     except zipfile.BadZipFile as error:
-        raise ValueError(f"{path} is not a valid checkpoint: the zip file is corrupted ({error})") from error
+        raise ValueError(
+            f"{path} is not a valid checkpoint: the zip file is corrupted or truncated ({error}); save it again, or "
+            "download it again"
+        ) from error
     except (KeyError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a valid SB3 checkpoint: its 'data' entry is missing or unreadable") from error
+        raise ValueError(
+            f"{path} is not a valid SB3 checkpoint: its 'data' entry is missing or unreadable; save it again"
+        ) from error
     finally:
         if hasattr(path, "seek"):
             path.seek(0)
     if not isinstance(data, dict) or "wm_agent_version" not in data or "config" not in data:
-        raise ValueError(f"{path} was not saved by JEPADreamer (no wm_agent version or config in it)")
+        raise ValueError(
+            f"{path} was not saved by JEPADreamer (no wm_agent version or config in it): load it with the class "
+            "that saved it, e.g. stable_baselines3.PPO.load"
+        )
     saved, ours = _version(data["wm_agent_version"]), _version(__version__)
     if saved[0] != ours[0] or saved > ours or data.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,5 +166,7 @@ def make_config(preset: str = "small", **overrides: Any) -> JEPADreamerConfig:
     fields = {f.name for f in dataclasses.fields(JEPADreamerConfig)}
     unknown = set(overrides) - fields
     if unknown:
-        raise TypeError(f"Unknown JEPADreamer setting(s) {sorted(unknown)}; see wm_agent.JEPADreamerConfig")
+        close = {name: difflib.get_close_matches(name, fields, n=1) for name in sorted(unknown)}
+        hints = "".join(f" ({name}: did you mean {match[0]!r}?)" for name, match in close.items() if match)
+        raise TypeError(f"Unknown JEPADreamer setting(s) {sorted(unknown)}{hints}; see wm_agent.JEPADreamerConfig")
     return JEPADreamerConfig(**{**PRESETS[preset], **overrides})

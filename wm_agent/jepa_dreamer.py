@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.save_util import (
@@ -27,6 +28,8 @@ from stable_baselines3.common.save_util import (
 )
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import check_for_correct_spaces, safe_mean
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.patch_gym import _patch_env
 
 from wm_agent.checkpoint import (
     FORMAT_VERSION,
@@ -44,7 +47,7 @@ from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
 from wm_agent.replay import SequenceReplay, available_memory_bytes, step_bytes
-from wm_agent.spaces import ActionSpec, ObsSpec
+from wm_agent.spaces import ActionSpec, CheckedObservations, ObsSpec
 from wm_agent.version import __version__
 
 SelfJEPADreamer = TypeVar("SelfJEPADreamer", bound="JEPADreamer")
@@ -117,6 +120,18 @@ class JEPADreamer(BaseAlgorithm):
 
     # ------------------------------------------------------------------ setup
 
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        """SB3's wrapping, with a check of each observation a single env returns (`CheckedObservations`)."""
+        if not isinstance(env, VecEnv):
+            env = CheckedObservations(_patch_env(env))
+        return BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+
+    def _get_policy_from_name(self, policy_name: str) -> type[JEPADreamerPolicy]:
+        if policy_name not in self.policy_aliases:
+            raise ValueError(f"Unknown policy {policy_name!r}: choose one of {sorted(self.policy_aliases)}")
+        return self.policy_aliases[policy_name]
+
     def _setup_model(self) -> None:
         upgrade_config(self.config)
         if self.device.type == "cpu":
@@ -137,7 +152,8 @@ class JEPADreamer(BaseAlgorithm):
         if cfg.buffer_size // self.n_envs < cfg.seq_len:
             raise ValueError(
                 f"buffer_size={cfg.buffer_size} leaves {cfg.buffer_size // self.n_envs} steps per env for "
-                f"{self.n_envs} envs, fewer than seq_len={cfg.seq_len}: training could never start"
+                f"{self.n_envs} envs, fewer than seq_len={cfg.seq_len}: training could never start; raise buffer_size "
+                "or lower seq_len"
             )
         capacity = self._replay_capacity(run_steps, stored=0, allocated=0)
         self.replay_buffer = SequenceReplay(
@@ -213,6 +229,8 @@ class JEPADreamer(BaseAlgorithm):
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """Use a new env (same spaces). The replay is kept unless the number of envs changes."""
         previous_n_envs = self.n_envs
+        env = self._wrap_env(env, self.verbose)
+        check_env_spaces(env, self.observation_space, self.action_space)
         super().set_env(env, force_reset)
         if self.replay_buffer is not None and self.n_envs != previous_n_envs:
             if len(self.replay_buffer) > 0:
@@ -233,11 +251,24 @@ class JEPADreamer(BaseAlgorithm):
         tb_log_name: str = "JEPADreamer",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
+        checkpoint_path: str | pathlib.Path | None = None,
     ) -> SelfJEPADreamer:
         """Collect with the current policy and train the world model and behavior every `train_ratio`-th replayed step.
 
-        `log_interval` counts episodes between log dumps, as in SB3's off-policy algorithms.
+        :param total_timesteps: env steps to collect (counting earlier calls' steps unless `reset_num_timesteps`)
+        :param callback: SB3 callback(s), called at every env step
+        :param log_interval: episodes between log dumps, as in SB3's off-policy algorithms
+        :param tb_log_name: the TensorBoard run name
+        :param reset_num_timesteps: start the step count (and the envs' episodes) afresh
+        :param progress_bar: show a progress bar (needs tqdm and rich)
+        :param checkpoint_path: where to save the agent (crash-safe, as `save`) if learning stops because updates
+            keep coming out non-finite, so that the last good weights survive the process
         """
+        if self.env is None:
+            raise ValueError(
+                "This agent has no env to learn from (it was loaded without one): pass env= to JEPADreamer.load, or "
+                "call set_env(env) first"
+            )
         env_is_reset = reset_num_timesteps or self._last_obs is None
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
@@ -260,7 +291,13 @@ class JEPADreamer(BaseAlgorithm):
         while self.num_timesteps < total_timesteps:
             if not self._collect_step(callback, log_interval):
                 break
-            self._train_when_due()
+            try:
+                self._train_when_due()
+            except FloatingPointError as error:
+                if checkpoint_path is None:
+                    raise
+                self.save(checkpoint_path)  # no skipped update changed a weight: these are the last good ones
+                raise FloatingPointError(f"{error}. The agent was saved to {checkpoint_path}") from error
         callback.on_training_end()
         return self
 
@@ -271,7 +308,7 @@ class JEPADreamer(BaseAlgorithm):
         self._act_state = self.policy.initial_state(n)
         self._last_prefill_actions = None
         obs = self.policy.obs_spec.as_dict(self._last_obs)
-        self.policy.obs_spec.check_finite(obs)
+        self.policy.obs_spec.check(obs, n)
         self._store_episode_starts(obs, np.arange(n))
         self._last_episode_starts = np.ones(n, dtype=bool)
 
@@ -339,7 +376,7 @@ class JEPADreamer(BaseAlgorithm):
             terminal = obs_spec.as_dict(infos[i]["terminal_observation"])
             for k in next_obs:
                 next_obs[k][i] = terminal[k]
-        obs_spec.check_finite(next_obs)
+        obs_spec.check(next_obs, n)
         if not np.isfinite(rewards).all():  # stored, it would poison every update that samples it
             raise ValueError(
                 f"The env returned a non-finite reward {rewards.tolist()} at step {self.num_timesteps}: "
@@ -349,7 +386,7 @@ class JEPADreamer(BaseAlgorithm):
         self.replay_buffer.add(next_obs, buffer_actions, rewards, dones & ~truncated, np.zeros(n, bool))
         if len(done_envs):
             reset_obs = {k: v[done_envs] for k, v in obs_spec.as_dict(new_obs).items()}
-            obs_spec.check_finite(reset_obs)
+            obs_spec.check(reset_obs, len(done_envs))
             self._store_episode_starts(reset_obs, done_envs)
 
     def _store_episode_starts(self, obs: dict[str, np.ndarray], streams: np.ndarray) -> None:
@@ -533,14 +570,45 @@ class JEPADreamer(BaseAlgorithm):
             save_to_pkl(temporary, self.replay_buffer, self.verbose)
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Load a replay saved by `save_replay_buffer`, checked against this agent's envs and spaces."""
         replay = load_from_pkl(path, self.verbose)
-        if not isinstance(replay, SequenceReplay):
-            raise ValueError(f"{path} does not hold a JEPADreamer SequenceReplay (got {type(replay).__name__})")
-        if self.n_envs and replay.n_streams != self.n_envs:
-            raise ValueError(f"The replay has {replay.n_streams} env streams but the model has {self.n_envs} envs")
-        if set(replay.obs) != {k.name for k in self.policy.obs_spec.keys}:
-            raise ValueError(f"The replay's observation keys {sorted(replay.obs)} do not match the model's")
+        self._check_replay(replay, path)
         self.replay_buffer = replay
+
+    def _check_replay(self, replay: Any, path: Any) -> None:
+        """Raise a clear ValueError if `replay` cannot be this agent's: another agent's, env count, spaces or
+        action encoding (wrong dtype, out of range: the model would train on actions it can never take)."""
+        if not isinstance(replay, SequenceReplay):
+            raise ValueError(
+                f"{path} does not hold a JEPADreamer SequenceReplay (got {type(replay).__name__}): pass a file written "
+                "by save_replay_buffer"
+            )
+        if self.n_envs and replay.n_streams != self.n_envs:
+            raise ValueError(
+                f"The replay has {replay.n_streams} env streams but the model has {self.n_envs} envs: load it into a "
+                f"model with {replay.n_streams} envs (set_env), or start a new replay"
+            )
+        obs_spec, action_spec = self.policy.obs_spec, self.policy.action_spec
+        for key in obs_spec.keys:
+            stored = replay.obs.get(key.name)
+            if stored is None or stored.shape[2:] != key.space.shape or stored.dtype != key.space.dtype:
+                found = {name: (array.shape[2:], str(array.dtype)) for name, array in replay.obs.items()}
+                raise ValueError(
+                    f"The replay's observations {found} do not match the model's space {self.observation_space}: it "
+                    "was collected on another env: load a replay of this env, or start a new one"
+                )
+        action = replay.action[:, : int(replay.count.max())]
+        if action.dtype != np.float32 or action.shape[2:] != (action_spec.size,):
+            raise ValueError(
+                f"The replay's actions are {action.dtype} of size {action.shape[2:]}, but the model encodes actions of "
+                f"{self.action_space} as float32 of size {action_spec.size}: it was collected on another env"
+            )
+        low, allowed = (0.0, "0 or 1 (one-hot)") if action_spec.discrete else (-1.0, "in [-1, 1]")
+        if not (np.isfinite(action).all() and action.min(initial=0) >= low and action.max(initial=0) <= 1.0):
+            raise ValueError(
+                f"The replay holds encoded actions outside {allowed} (min {action.min():.3g}, max {action.max():.3g}): "
+                "it was not written by JEPADreamer for this action space; store actions with ActionSpec.from_env"
+            )
 
     @classmethod
     def load(
@@ -612,7 +680,7 @@ class JEPADreamer(BaseAlgorithm):
             data["config"] = dataclasses.replace(data["config"], **overrides)  # checked again
         if env is not None:
             env = cls._wrap_env(env, data.get("verbose", 0))
-            check_for_correct_spaces(env, data["observation_space"], data["action_space"])
+            check_env_spaces(env, data["observation_space"], data["action_space"])
             data["n_envs"] = env.num_envs
         model = cls(data["policy_class"], env, config=data["config"], device=device, _init_setup_model=False)
         model.__dict__.update(data)
@@ -660,3 +728,14 @@ class JEPADreamer(BaseAlgorithm):
 
     def _get_model_size(self) -> int:
         return sum(p.numel() for p in self.policy.parameters())
+
+
+def check_env_spaces(env: GymEnv, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """SB3's space check, with the way out in its message."""
+    try:
+        check_for_correct_spaces(env, observation_space, action_space)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}. The agent was trained on other spaces: give it an env with the same observation and action "
+            "spaces, or train a new agent on this env"
+        ) from error

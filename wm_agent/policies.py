@@ -158,7 +158,7 @@ class JEPADreamerPolicy(BasePolicy):
                 f"Expected {expected} observation for the space {self.observation_space}, "
                 f"got {type(observation).__name__}"
             )
-        self.obs_spec.check_finite(self.obs_spec.as_dict(observation))
+        self.obs_spec.check(self.obs_spec.as_dict(observation))
         obs_tensor, vectorized = self.obs_to_tensor(observation)  # checks shapes, transposes channel-last images
         obs_dict = self.obs_spec.as_dict(obs_tensor)
         n = next(iter(obs_dict.values())).shape[0]

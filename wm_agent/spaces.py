@@ -8,7 +8,9 @@ MultiBinary, values in [-1, 1] for Box.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -48,7 +50,7 @@ class ObsSpec:
         if isinstance(observation_space, spaces.Dict):
             items = list(observation_space.spaces.items())
             if not items:
-                raise ValueError("JEPADreamer got an empty Dict observation space")
+                raise ValueError("JEPADreamer got an empty Dict observation space: give it at least one key")
         else:
             items = [(OBS_KEY, observation_space)]
         self.keys: list[ObsKey] = []
@@ -87,15 +89,31 @@ class ObsSpec:
     def as_dict(self, obs: np.ndarray | dict) -> dict[str, np.ndarray]:
         return dict(obs) if self.is_dict else {OBS_KEY: obs}
 
-    def check_finite(self, obs: dict[str, np.ndarray]) -> None:
-        """Raise a clear error on NaN or inf in a float observation (images and integers cannot hold them)."""
-        for key in self.vector_keys:
+    def check(self, obs: dict[str, np.ndarray], n: int | None = None) -> None:
+        """Raise a clear error for an observation the model would silently misread: a missing key, a float image
+        (images are uint8 in [0, 255]), NaN or inf in a float vector, and, given the batch size `n`, a shape that is
+        not the space's."""
+        for key in self.keys:
+            where = f" (key {key.name!r})" if self.is_dict else ""
             if key.name not in obs:
-                continue  # a missing key is reported by the shape checks
+                raise ValueError(f"The observation has no key {key.name!r} (it has {sorted(obs)}): return every key of "
+                                 "the observation space")  # fmt: skip
             value = np.asarray(obs[key.name])
-            if value.dtype.kind == "f" and not np.isfinite(value).all():
-                where = f" (key {key.name!r})" if self.is_dict else ""
-                raise ValueError(f"Observation{where} contains NaN or inf: {value}")
+            if key.kind == "image" and value.dtype.kind == "f":
+                raise TypeError(
+                    f"Image observation{where} has dtype {value.dtype}, but its space is uint8 in [0, 255]: return "
+                    "uint8 frames, or declare a float Box observation space (it is then read as a vector)"
+                )
+            if n is not None and value.shape != (n, *key.space.shape):
+                raise ValueError(
+                    f"Observation{where} has shape {value.shape[1:]}, but its space has shape {key.space.shape}: the "
+                    "env returns observations outside its observation_space; fix one or the other"
+                )
+            if key.kind == "vector" and value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ValueError(
+                    f"Observation{where} contains NaN or inf: {value}. Fix the env, or clean its observations with "
+                    "gymnasium.wrappers.TransformObservation"
+                )
 
     def preprocess(self, obs: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
         """Raw observation tensors (N, ...) -> model inputs: images (N, C, S, S) in [-0.5, 0.5], vectors (N, F)."""
@@ -180,3 +198,27 @@ class ActionSpec:
         rows = np.arange(n)[:, None]
         encoded[rows, offsets + indices] = 1.0
         return encoded
+
+
+class CheckedObservations(gym.Wrapper):
+    """Checks every observation the env returns against its space (`ObsSpec.check`) before SB3's VecEnv stores it.
+
+    A DummyVecEnv copies observations into arrays of the space's dtype and shape, so past it a float frame of a uint8
+    image space is already cast to zeros and a wrongly shaped one fails in numpy, far from its cause.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.obs_spec = ObsSpec(env.observation_space)
+
+    def _checked(self, obs: Any) -> Any:
+        self.obs_spec.check({k: np.asarray(v)[None] for k, v in self.obs_spec.as_dict(obs).items()}, n=1)
+        return obs
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, info = self.env.reset(**kwargs)
+        return self._checked(obs), info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._checked(obs), reward, terminated, truncated, info

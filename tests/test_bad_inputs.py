@@ -1,0 +1,322 @@
+"""The bad-input table (docs/BAD_INPUTS.md): each bad input a user can give raises a named exception whose message
+says what is wrong and what to do. Every case here is a row of that table."""
+
+from __future__ import annotations
+
+import pathlib
+import pickle
+import re
+import zipfile
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+
+import wm_agent.jepa_dreamer as jepa_dreamer
+from tests.conftest import SpaceEnv
+from wm_agent import JEPADreamer, load_pretrained, make_config
+
+TINY = dict(preset="tiny", seed=0, learning_starts=24, train_ratio=16)
+BOX = spaces.Box(-1, 1, (3,), np.float32)
+IMAGE = spaces.Box(0, 255, (3, 32, 32), np.uint8)
+DISCRETE = spaces.Discrete(2)
+DOCS = pathlib.Path(__file__).parents[1] / "docs" / "BAD_INPUTS.md"
+
+# case id -> (function of a tmp folder that gives the bad input, exception type, pattern of its message)
+CASES: dict[str, tuple[Callable[[pathlib.Path], object], type[Exception], str]] = {}
+
+
+def case(name: str, error: type[Exception], pattern: str):
+    def register(function: Callable[[pathlib.Path], object]):
+        CASES[name] = (function, error, pattern)
+        return function
+
+    return register
+
+
+def env_of(observation_space: spaces.Space, action_space: spaces.Space = DISCRETE, **overrides) -> gym.Env:
+    """A `SpaceEnv` whose methods are replaced by `overrides` (e.g. ``step=...``)."""
+    return type("Env", (SpaceEnv,), overrides)(observation_space, action_space)
+
+
+def saved_agent(folder: pathlib.Path, n_envs: int = 1) -> JEPADreamer:
+    model = JEPADreamer("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs), **TINY)
+    model.learn(40)
+    model.save(folder / "agent")
+    model.save_replay_buffer(folder / "replay")
+    return model
+
+
+def rewritten_replay(folder: pathlib.Path, change: Callable) -> pathlib.Path:
+    """The saved replay of a CartPole agent, changed by `change(replay)`, saved again."""
+    model = saved_agent(folder)
+    change(model.replay_buffer)
+    model.save_replay_buffer(folder / "changed")
+    return folder / "changed.pkl"
+
+
+# --- spaces and settings -------------------------------------------------------------------------------
+
+
+@case("unsupported observation space", ValueError, r"does not support the observation space .* use Box")
+def _(tmp):
+    JEPADreamer("MlpPolicy", env_of(spaces.Tuple([BOX, BOX])))
+
+
+@case("unsupported action space", ValueError, r"does not support the action space .* use Discrete, Box")
+def _(tmp):
+    JEPADreamer("MlpPolicy", env_of(BOX, spaces.Tuple([DISCRETE, DISCRETE])))
+
+
+@case("unbounded Box action space", ValueError, r"finite bounds.*RescaleAction")
+def _(tmp):
+    JEPADreamer("MlpPolicy", env_of(BOX, spaces.Box(-np.inf, np.inf, (2,), np.float32)))
+
+
+@case("empty Dict observation space", ValueError, r"empty Dict observation space")
+def _(tmp):
+    JEPADreamer("MultiInputPolicy", env_of(spaces.Dict({})))
+
+
+@case("unknown policy name", ValueError, r"FooPolicy.*choose one of.*MlpPolicy")
+def _(tmp):
+    JEPADreamer("FooPolicy", "CartPole-v1", **TINY)
+
+
+@case("unknown config key", TypeError, r"setting\(s\) \['trian_ratio'\] .*did you mean 'train_ratio'")
+def _(tmp):
+    JEPADreamer("MlpPolicy", "CartPole-v1", trian_ratio=64)
+
+
+@case("invalid preset", ValueError, r"Unknown preset 'huge'; choose one of")
+def _(tmp):
+    make_config("huge")
+
+
+@case("invalid config value", ValueError, r"precision must be one of .* got 'fp8'")
+def _(tmp):
+    make_config(precision="fp8")
+
+
+@case("both a config and overrides", TypeError, r"either `config` or keyword overrides")
+def _(tmp):
+    JEPADreamer("MlpPolicy", "CartPole-v1", config=make_config(), train_ratio=3)
+
+
+@case("buffer_size too small for a sequence", ValueError, r"fewer than seq_len.*raise buffer_size")
+def _(tmp):
+    JEPADreamer("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), **{**TINY, "buffer_size": 8}).learn(10)
+
+
+@case("replay that would not fit in memory", MemoryError, r"set buffer_size to at most .* or train for fewer steps")
+def _(tmp):
+    memory = jepa_dreamer.available_memory_bytes
+    jepa_dreamer.available_memory_bytes = lambda: 1_000_000
+    try:
+        JEPADreamer("CnnPolicy", env_of(IMAGE), **{**TINY, "buffer_size": 100_000}).learn(1000)
+    finally:
+        jepa_dreamer.available_memory_bytes = memory
+
+
+# --- what the env returns while learning ---------------------------------------------------------------
+
+
+def nan_observation(self, action):
+    obs, *rest = SpaceEnv.step(self, action)
+    return np.full_like(obs, np.nan), *rest
+
+
+def inf_reward(self, action):
+    obs, _, *rest = SpaceEnv.step(self, action)
+    return obs, np.inf, *rest
+
+
+def float_frames(self, action):
+    obs, *rest = SpaceEnv.step(self, action)
+    return obs.astype(np.float32) / 255.0, *rest
+
+
+def wrong_shape(self, action):
+    _, *rest = SpaceEnv.step(self, action)
+    return np.zeros(5, np.float32), *rest
+
+
+@case("NaN or inf observation from the env", ValueError, r"contains NaN or inf.*TransformObservation")
+def _(tmp):
+    JEPADreamer("MlpPolicy", env_of(BOX, step=nan_observation), **TINY).learn(5)
+
+
+@case("NaN or inf reward from the env", ValueError, r"non-finite reward .*TransformReward")
+def _(tmp):
+    JEPADreamer("MlpPolicy", env_of(BOX, step=inf_reward), **TINY).learn(5)
+
+
+@case("env returning float frames for a uint8 image space", TypeError, r"dtype float32.*return uint8 frames")
+def _(tmp):
+    JEPADreamer("CnnPolicy", env_of(IMAGE, step=float_frames), **TINY).learn(5)
+
+
+@case("env returning observations of the wrong shape", ValueError, r"shape \(5,\).*shape \(3,\).*fix one or the other")
+def _(tmp):
+    JEPADreamer("MlpPolicy", env_of(BOX, step=wrong_shape), **TINY).learn(5)
+
+
+@case("learn() on an agent loaded without an env", ValueError, r"no env to learn from.*pass env= to JEPADreamer.load")
+def _(tmp):
+    saved_agent(tmp)
+    JEPADreamer.load(tmp / "agent").learn(10)
+
+
+@case("set_env with other spaces", ValueError, r"spaces do not match.*same observation and action spaces")
+def _(tmp):
+    JEPADreamer("MlpPolicy", "CartPole-v1", **TINY).set_env(make_vec_env("Pendulum-v1"))
+
+
+# --- predict -------------------------------------------------------------------------------------------
+
+
+def cartpole() -> JEPADreamer:
+    return JEPADreamer("MlpPolicy", "CartPole-v1", **TINY)
+
+
+@case("predict: observation of the wrong shape", ValueError, r"Unexpected observation shape \(5,\).*please use \(4,\)")
+def _(tmp):
+    cartpole().predict(np.zeros(5, np.float32))
+
+
+@case("predict: NaN in the observation", ValueError, r"contains NaN or inf")
+def _(tmp):
+    cartpole().predict(np.array([0.0, np.nan, 0.0, 0.0], np.float32))
+
+
+@case("predict: the (obs, info) tuple of reset()", ValueError, r"\(obs, info\).*pass only the observation")
+def _(tmp):
+    cartpole().predict(gym.make("CartPole-v1").reset(seed=0))
+
+
+@case("predict: a dict for an array space", ValueError, r"Expected an array observation")
+def _(tmp):
+    cartpole().predict({"obs": np.zeros(4, np.float32)})
+
+
+@case("predict: a state of another batch size", ValueError, r"state does not match.*or None to start afresh")
+def _(tmp):
+    model = cartpole()
+    _, state = model.predict(np.zeros((2, 4), np.float32))
+    model.predict(np.zeros((3, 4), np.float32), state=state)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------
+
+
+@case("missing checkpoint", FileNotFoundError, r"No checkpoint at")
+def _(tmp):
+    JEPADreamer.load(tmp / "nothing.zip")
+
+
+@case("corrupted checkpoint", ValueError, r"corrupted or truncated.*save it again")
+def _(tmp):
+    (tmp / "bad.zip").write_bytes(b"not a zip at all")
+    JEPADreamer.load(tmp / "bad.zip")
+
+
+@case("truncated checkpoint", ValueError, r"corrupted or truncated")
+def _(tmp):
+    saved_agent(tmp)
+    payload = (tmp / "agent.zip").read_bytes()
+    (tmp / "half.zip").write_bytes(payload[: len(payload) // 2])
+    JEPADreamer.load(tmp / "half.zip")
+
+
+@case("checkpoint of another library", ValueError, r"not saved by JEPADreamer.*PPO.load")
+def _(tmp):
+    PPO("MlpPolicy", "CartPole-v1").save(tmp / "ppo")
+    JEPADreamer.load(tmp / "ppo")
+
+
+@case("checkpoint of another env", ValueError, r"spaces do not match.*train a new agent")
+def _(tmp):
+    saved_agent(tmp)
+    JEPADreamer.load(tmp / "agent", env=make_vec_env("Pendulum-v1"))
+
+
+@case("checkpoint of a newer version", ValueError, r"saved by wm-agent 9.0.0.*install wm-agent==9.0.0")
+def _(tmp):
+    saved_agent(tmp)
+    with zipfile.ZipFile(tmp / "agent.zip") as source, zipfile.ZipFile(tmp / "new.zip", "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "data":
+                data = re.sub(rb'"wm_agent_version": "[^"]*"', b'"wm_agent_version": "9.0.0"', data)
+            target.writestr(item, data)
+    JEPADreamer.load(tmp / "new.zip")
+
+
+@case("checkpoint with pickled objects", ValueError, r"pickled Python objects.*allow_pickle=True")
+def _(tmp):
+    model = cartpole()
+    model.wm_agent_version = "0.1.0"
+    jepa_dreamer.BaseAlgorithm.save(model, tmp / "old.zip")  # how wm-agent 0.1 saved: cloudpickled entries
+    JEPADreamer.load(tmp / "old.zip")
+
+
+@case("invalid config override on load", ValueError, r"jepa_horizon must be in")
+def _(tmp):
+    saved_agent(tmp)
+    JEPADreamer.load(tmp / "agent", jepa_horizon=-1)
+
+
+@case("unknown pretrained agent", ValueError, r"No pretrained agent 'NoSuchEnv-v0'.*give a shipped env id")
+def _(tmp):
+    load_pretrained("NoSuchEnv-v0")
+
+
+# --- replays -------------------------------------------------------------------------------------------
+
+
+@case("replay of another number of envs", ValueError, r"2 env streams but the model has 1 envs.*set_env")
+def _(tmp):
+    saved_agent(tmp, n_envs=2)
+    JEPADreamer("MlpPolicy", "CartPole-v1", **TINY).load_replay_buffer(tmp / "replay")
+
+
+@case("replay of another env", ValueError, r"observations .* do not match .* collected on another env")
+def _(tmp):
+    saved_agent(tmp)
+    JEPADreamer("MlpPolicy", "Acrobot-v1", **TINY).load_replay_buffer(tmp / "replay")
+
+
+@case("replay with out-of-range actions", ValueError, r"outside 0 or 1 \(one-hot\).*ActionSpec.from_env")
+def _(tmp):
+    changed = rewritten_replay(tmp, lambda replay: replay.action.__setitem__((0, 3), [0.0, 2.0]))
+    cartpole().load_replay_buffer(changed)
+
+
+@case("replay with actions of the wrong dtype", ValueError, r"actions are float64 .* as float32 of size 2")
+def _(tmp):
+    changed = rewritten_replay(tmp, lambda replay: setattr(replay, "action", replay.action.astype(np.float64)))
+    cartpole().load_replay_buffer(changed)
+
+
+@case("file that is not a replay", ValueError, r"does not hold a JEPADreamer SequenceReplay \(got dict\)")
+def _(tmp):
+    (tmp / "other.pkl").write_bytes(pickle.dumps({"not": "a replay"}))
+    cartpole().load_replay_buffer(tmp / "other.pkl")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_raises_a_named_error_that_says_what_to_do(name, tmp_path):
+    give_bad_input, error, pattern = CASES[name]
+    with pytest.raises(error, match=pattern):
+        give_bad_input(tmp_path)
+
+
+def test_the_docs_list_every_case():
+    listed = DOCS.read_text()
+    missing = [name for name in CASES if f"| {name} |" not in listed]
+    assert not missing, f"add these cases to {DOCS}: {missing}"
+    assert len(CASES) >= 20
