@@ -7,14 +7,11 @@ jepa_dreamer; Pendulum-v1: sac, jepa_dreamer@small-lr); golden_*/ hold the table
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives in the checkout, not the wheel
-
-from benchmarks.compare import main  # noqa: E402
+from wm_agent.compare import main
 
 DATA = Path(__file__).parent / "data" / "compare_report"
 TABLES = ("summary.md", "summary.json", "evals.csv", "evals.json")

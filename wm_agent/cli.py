@@ -186,16 +186,10 @@ def list_agents(args: argparse.Namespace) -> int:
 
 
 def compare(rest: list[str]) -> int:
-    """Run the benchmarks harness (benchmarks/compare.py of a source checkout)."""
-    for root in (pathlib.Path.cwd(), pathlib.Path(__file__).resolve().parents[1]):
-        if (root / "benchmarks" / "compare.py").exists():
-            sys.path.insert(0, str(root))
-            from benchmarks.compare import main as compare_main
+    """Run the comparison harness (`wm_agent.compare`)."""
+    from wm_agent.compare import main as compare_main
 
-            return compare_main(rest)
-    raise SystemExit(
-        "wm-agent compare needs the benchmarks/ folder of a wm-agent source checkout: run it from the repository root"
-    )
+    return compare_main(rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
