@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -261,6 +262,9 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--report", "--algo-steps", "ppo=5"], "--report runs nothing, so --algo-steps"),
         (["--env", "Pendulum-v1", "--algos", "dqn"], "dqn does not support"),
         (["--algos", "ppo"], "--env is required (or --report"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--backend", "ray", "--jobs", "0"], "with --backend ray give"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--address", "ray://head:10001"], "give it with --backend ray"),
+        (["--report", "--backend", "ray"], "--report runs nothing, so --backend"),
     ],
 )
 def test_bad_arguments_give_a_clear_error(args, message, tmp_path, capsys):
@@ -269,3 +273,30 @@ def test_bad_arguments_give_a_clear_error(args, message, tmp_path, capsys):
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes the import fail, as without the cluster extra
+    with pytest.raises(SystemExit):
+        compare.main([*TINY, "--backend", "ray", "--out", str(tmp_path)])
+    assert "pip install 'wm-agent[cluster]'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ray_backend_runs_the_grid_and_resumes(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("ray")
+    root = Path(__file__).resolve().parents[1]  # Ray's workers import this checkout's wm_agent, as this process does
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    out = tmp_path / "out"
+    args = [*TINY, "--backend", "ray", "--save-models", "--out", str(out)]
+    assert compare.main(args) == 0
+    assert "2 runs done, 0 already finished, 0 failed" in capsys.readouterr().out
+    record = json.loads((out / "runs" / "CartPole-v1" / "ppo" / "seed1.json").read_text())
+    assert record["isolated_process"] and record["spec"]["seed"] == 1 and len(record["evals"]) >= 3
+    assert (out / "runs" / "CartPole-v1" / "ppo" / "seed1.zip").exists()  # the model comes back with the result
+    assert "| CartPole-v1 (475) | ppo | zoo | 2 |" in (out / "summary.md").read_text()
+
+    before = _run_files(out)
+    assert compare.main(args) == 0  # all finished: nothing is submitted, and Ray is not even started
+    assert "0 runs done, 2 already finished" in capsys.readouterr().out
+    assert _run_files(out) == before

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from wm_agent.common import ALGO_NAMES
+from wm_agent.compare.backends import BACKENDS
 from wm_agent.compare.grid import ComparisonSpec, parse_algo_kwargs, parse_algo_steps, parse_thresholds
 from wm_agent.compare.harness import report_finished, run_comparison
 
@@ -47,8 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=None,
-        help="runs in parallel, each in its own process (default 1); 0: in this process, one by one (peak "
-        "memory then is this process's)",
+        help="local: runs in parallel, each in its own process (default 1); 0: in this process, one by one (peak "
+        "memory then is this process's). ray: the most runs in flight (default: as many as the cluster has CPUs for)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="where the runs execute: processes on this machine, or tasks of a Ray cluster "
+        "(pip install 'wm-agent[cluster]'); results land in --out either way (default: %(default)s)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --backend ray: the cluster to connect to, e.g. ray://head:10001 "
+        "(default: RAY_ADDRESS, else a new local cluster on this machine)",
     )
     p.add_argument("--out", default="benchmarks/out", help="output folder (default: %(default)s)")
     p.add_argument(
@@ -95,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--algo-steps": args.algo_steps,
             "--algo-kwargs": args.algo_kwargs,
             "--save-models": args.save_models,
+            "--backend": args.backend != "local",
+            "--address": args.address,
         }
         given = [name for name, value in grid_flags.items() if value]
         if given:
@@ -127,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             grid,
             args.out,
             jobs=args.jobs,
+            backend=args.backend,
+            address=args.address,
             force=args.force,
             progress=not args.no_progress,
         )

@@ -41,6 +41,7 @@ def run_comparison(
     *,
     jobs: int | None = 1,
     backend: str = "local",
+    address: str | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Report:
@@ -49,7 +50,8 @@ def run_comparison(
     :param grid: what to run
     :param out_dir: where runs and tables are stored; a run finished there with the same settings is not redone
     :param jobs: how many runs at once (see :func:`wm_agent.compare.backends.execute`)
-    :param backend: ``"local"`` (processes on this machine)
+    :param backend: ``"local"`` (processes on this machine) or ``"ray"`` (tasks of a Ray cluster)
+    :param address: ray: the cluster to connect to
     :param force: redo runs that already finished
     :param progress: show a progress bar
     """
@@ -58,7 +60,7 @@ def run_comparison(
     report = Report(out_dir=out_dir, incompatible=incompatible)
     for spec in specs:
         (report.ran if force or load_finished(spec, out_dir) is None else report.skipped).append(spec)
-    report.failed = execute(report.ran, out_dir, jobs, progress, backend)
+    report.failed = execute(report.ran, out_dir, jobs, progress, backend, address)
     failed_keys = {spec.key for spec, _ in report.failed}
     report.ran = [spec for spec in report.ran if spec.key not in failed_keys]
     records = [r for r in (load_finished(spec, out_dir) for spec in specs) if r is not None]
