@@ -8,7 +8,15 @@ import sys
 import time
 from typing import Any
 
-from wm_agent.common import ALGO_NAMES, EVAL_SEED_OFFSET, algo_class, parse_kwargs, policy_for, register_project_envs
+from wm_agent.common import (
+    ALGO_NAMES,
+    EVAL_SEED_OFFSET,
+    OUR_ALGO,
+    algo_class,
+    parse_kwargs,
+    policy_for,
+    register_project_envs,
+)
 
 
 def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
@@ -30,7 +38,7 @@ def train(args: argparse.Namespace) -> int:
     register_project_envs()
     env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=_parse_kwargs(args.env_kwargs))
     algo_kwargs = _parse_kwargs(args.hyperparams)
-    if args.algo == "jepa_dreamer":
+    if args.algo == OUR_ALGO:
         algo_kwargs.setdefault("preset", args.preset)
     model = algo_class(args.algo)(
         policy_for(env.observation_space),
@@ -83,7 +91,7 @@ def _load_agent(args: argparse.Namespace):
     register_project_envs()
     path = pathlib.Path(args.path)
     env_kwargs = _parse_kwargs(args.env_kwargs)
-    if args.algo == "jepa_dreamer" and not (path.is_file() or path.with_suffix(".zip").is_file()):
+    if args.algo == OUR_ALGO and not (path.is_file() or path.with_suffix(".zip").is_file()):
         from wm_agent.pretrained import load_pretrained
 
         model = load_pretrained(args.path, device=args.device)
@@ -198,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train, evaluate and save an agent")
     p.add_argument("--env", required=True, help="Gymnasium id, e.g. CartPole-v1 or wm/PixelCartPole-v0")
-    p.add_argument("--algo", default="jepa_dreamer", choices=ALGO_NAMES)
+    p.add_argument("--algo", default=OUR_ALGO, choices=ALGO_NAMES)
     p.add_argument("-n", "--n-timesteps", type=int, default=20_000, help="env steps to train for")
     p.add_argument("--preset", default="small", help="JEPADreamer size preset: tiny, small, medium, large")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="K=V", help="constructor overrides")
@@ -218,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("path", help="a saved .zip, a pretrained agent folder, a shipped env id or a hub repo id")
     agent.add_argument("--env", default=None, help="env id (required for a bare .zip)")
     agent.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
-    agent.add_argument("--algo", default="jepa_dreamer", choices=ALGO_NAMES)
+    agent.add_argument("--algo", default=OUR_ALGO, choices=ALGO_NAMES)
     agent.add_argument(
         "--seed", type=int, default=None, help="env seed (default: a pretrained agent's own eval seed, else 0)"
     )
