@@ -2,7 +2,7 @@
 
     python -m benchmarks.probe --runs benchmarks/out/suite/pixel --steps 3000
 
-For every JEPADreamer model kept by ``compare.py --save-models`` under ``--runs`` (``runs/ENV/LABEL/seedK.zip``),
+For every JEPADreamer model kept by ``wm-agent compare --save-models`` under ``--runs`` (``runs/ENV/LABEL/seedK.zip``),
 the model filters one fixed stream of experience (uniform random actions, the same env seeds for every model) and
 a ridge regression maps its posterior features (deterministic + stochastic state) to the env's hidden state
 (``env.unwrapped.state``: cart position and velocity, pole angle and angular velocity for CartPole). The score is
@@ -24,8 +24,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from benchmarks.compare import register_project_envs
 from wm_agent import JEPADreamer
+from wm_agent.common import register_project_envs
 
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 TRAIN_FRACTION = 0.7
@@ -121,7 +121,7 @@ def markdown(rows: list[dict[str, Any]], names: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", required=True, help="a compare.py --out folder whose runs kept their models")
+    parser.add_argument("--runs", required=True, help="a `wm-agent compare` --out folder whose runs kept their models")
     parser.add_argument("--steps", type=int, default=3000, help="env steps of the probe stream (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=12345, help="seed of the probe stream (default: %(default)s)")
     parser.add_argument("--env", default=None, help="only the runs of these env ids (comma-separated)")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = Path(args.runs)
     rows = probe_runs(runs_dir, args.steps, args.seed, args.env.split(",") if args.env else None)
     if not rows:
-        parser.error(f"no JEPADreamer model kept under {runs_dir / 'runs'} (run compare.py with --save-models)")
+        parser.error(f"no JEPADreamer model kept under {runs_dir / 'runs'} (run `wm-agent compare` with --save-models)")
     stem = Path(args.out) if args.out else runs_dir / "probe"
     stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     table = markdown(rows, args.names.split(","))

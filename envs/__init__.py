@@ -15,7 +15,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import gymnasium as gym  # noqa: E402
 
-from envs.atari import ATARI_100K_GAMES, ATARI_100K_STEPS, make_atari, make_atari_vector  # noqa: E402
+from envs.atari import ATARI_100K_GAMES, ATARI_100K_STEPS, AtariSettings, make_atari, make_atari_vector  # noqa: E402
 from envs.diagnostics import (  # noqa: E402
     CartPoleVariantEnv,
     CueMemoryEnv,
@@ -63,6 +63,7 @@ _register()
 __all__ = [
     "ATARI_100K_GAMES",
     "ATARI_100K_STEPS",
+    "AtariSettings",
     "DIAGNOSTIC_IDS",
     "ENV_IDS",
     "BackgroundDistractor",

@@ -1,25 +1,32 @@
-"""Tests of the comparison harness (benchmarks/compare.py): tiny runs end to end, resuming, tables, bad input."""
+"""Tests of the comparison harness (wm_agent.compare): tiny runs end to end, resuming, tables, bad input."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives in the checkout, not the wheel
-
-from benchmarks import compare  # noqa: E402
-from benchmarks.zoo_hyperparams import ZOO_HYPERPARAMS  # noqa: E402
+from wm_agent import compare
+from wm_agent.common import parse_kwargs
+from wm_agent.compare import grid, results, run
+from wm_agent.compare.zoo_hyperparams import ZOO_HYPERPARAMS
 
 torch.set_num_threads(1)
 
 TINY = ["--env", "CartPole-v1", "--algos", "ppo", "--steps", "256", "--seeds", "2", "--eval-every", "128"]
 TINY += ["--eval-episodes", "2", "--no-progress"]
+
+
+def _compare(out: Path, env_ids: list[str], algos: list[str], force: bool = False, **grid_settings) -> compare.Report:
+    """run_comparison in this process (jobs=0), without a progress bar."""
+    spec = compare.ComparisonSpec(env_ids=env_ids, algos=algos, **grid_settings)
+    return compare.run_comparison(spec, out, jobs=0, force=force, progress=False)
 
 
 def _run_files(out: Path) -> dict[Path, int]:
@@ -56,12 +63,12 @@ def test_end_to_end_in_processes_then_resume(tmp_path, capsys):
 
 def test_changed_settings_redo_only_the_stale_runs(tmp_path):
     out = tmp_path / "out"
-    kwargs = dict(steps=64, seeds=1, eval_every=64, eval_episodes=1, jobs=0, out_dir=out, progress=False)
-    first = compare.run_comparison(["CartPole-v1"], ["a2c", "dqn"], **kwargs)
+    kwargs = dict(steps=64, seeds=1, eval_every=64, eval_episodes=1)
+    first = _compare(out, ["CartPole-v1"], ["a2c", "dqn"], **kwargs)
     assert len(first.ran) == 2 and not first.skipped and not first.failed
-    again = compare.run_comparison(["CartPole-v1"], ["a2c", "dqn"], **{**kwargs, "eval_episodes": 2})
+    again = _compare(out, ["CartPole-v1"], ["a2c", "dqn"], **{**kwargs, "eval_episodes": 2})
     assert len(again.ran) == 2  # a different protocol is a different run
-    mixed = compare.run_comparison(["CartPole-v1"], ["a2c@fast", "dqn"], **{**kwargs, "eval_episodes": 2})
+    mixed = _compare(out, ["CartPole-v1"], ["a2c@fast", "dqn"], **{**kwargs, "eval_episodes": 2})
     assert [s.label for s in mixed.ran] == ["a2c@fast"] and [s.label for s in mixed.skipped] == ["dqn"]
     assert "a2c@fast" in (out / "summary.md").read_text()
 
@@ -70,41 +77,46 @@ def test_budget_per_label_and_saved_models(tmp_path):
     from stable_baselines3 import A2C
 
     out = tmp_path / "out"
-    kwargs = dict(seeds=1, eval_every=64, eval_episodes=1, jobs=0, out_dir=out, progress=False)
-    first = compare.run_comparison(["CartPole-v1"], ["a2c", "dqn"], steps=64, steps_by_label={"a2c": 128}, **kwargs)
+    kwargs = dict(seeds=1, eval_every=64, eval_episodes=1)
+    first = _compare(out, ["CartPole-v1"], ["a2c", "dqn"], steps=64, steps_by_label={"a2c": 128}, **kwargs)
     assert {s.label: s.steps for s in first.ran} == {"a2c": 128, "dqn": 64}
     assert "| CartPole-v1 (475) | a2c | zoo | 1 | 128 |" in (out / "summary.md").read_text()
     assert "64 env steps (a2c 128) per run" in (out / "summary.md").read_text()
     assert not list(out.rglob("*.zip"))
 
     # asking for the models redoes the finished runs that did not keep one, and only those
-    again = compare.run_comparison(
-        ["CartPole-v1"], ["a2c"], steps=64, steps_by_label={"a2c": 128}, save_models=True, **kwargs
-    )
+    again = _compare(out, ["CartPole-v1"], ["a2c"], steps=64, steps_by_label={"a2c": 128}, save_models=True, **kwargs)
     assert [s.label for s in again.ran] == ["a2c"]
     model_path = again.ran[0].model_path(out)
     assert A2C.load(model_path).num_timesteps >= 128
-    third = compare.run_comparison(["CartPole-v1"], ["a2c"], steps=128, save_models=True, **kwargs)
+    third = _compare(out, ["CartPole-v1"], ["a2c"], steps=128, save_models=True, **kwargs)
     assert not third.ran and len(third.skipped) == 1  # same run: the budget, not the flag, is its identity
-    compare.run_comparison(["CartPole-v1"], ["a2c"], steps=128, force=True, **kwargs)
+    _compare(out, ["CartPole-v1"], ["a2c"], steps=128, force=True, **kwargs)
     assert not model_path.exists()  # redone without --save-models: the old model no longer matches the result
 
     # a base name's budget reaches its variants; a variant's own entry wins
     specs, _ = compare.plan_runs(
-        ["CartPole-v1"], ["a2c", "a2c@x", "a2c@y"], 1, 50, 10, steps_by_label={"a2c": 70, "a2c@y": 90}
+        compare.ComparisonSpec(
+            env_ids=["CartPole-v1"],
+            algos=["a2c", "a2c@x", "a2c@y"],
+            seeds=1,
+            steps=50,
+            eval_every=10,
+            steps_by_label={"a2c": 70, "a2c@y": 90},
+        )
     )
     assert [s.steps for s in specs] == [70, 70, 90]
 
 
 def test_report_combines_runs_of_separate_calls(tmp_path, capsys):
     out = tmp_path / "out"
-    kwargs = dict(seeds=1, eval_episodes=1, jobs=0, out_dir=out, progress=False)
-    compare.run_comparison(["CartPole-v1"], ["a2c"], steps=64, eval_every=32, **kwargs)
-    compare.run_comparison(["CartPole-v1"], ["dqn"], steps=96, eval_every=48, **{**kwargs, "seeds": 2})
+    kwargs = dict(seeds=1, eval_episodes=1)
+    _compare(out, ["CartPole-v1"], ["a2c"], steps=64, eval_every=32, **kwargs)
+    _compare(out, ["CartPole-v1"], ["dqn"], steps=96, eval_every=48, **{**kwargs, "seeds": 2})
     assert "dqn" in (out / "summary.md").read_text() and "a2c" not in (out / "summary.md").read_text()
 
     # seed 0 again with another budget: seed 1 keeps the old one, so the label now has two settings
-    compare.run_comparison(["CartPole-v1"], ["dqn"], steps=64, eval_every=32, **kwargs)
+    _compare(out, ["CartPole-v1"], ["dqn"], steps=64, eval_every=32, **kwargs)
     assert compare.main(["--report", "--out", str(out)]) == 0
     summary = (out / "summary.md").read_text()
     assert "| CartPole-v1 (475) | dqn | zoo | 1 | 64 |" in summary  # two rows, never one mixing the settings
@@ -123,24 +135,21 @@ def test_report_combines_runs_of_separate_calls(tmp_path, capsys):
 def test_without_matplotlib_the_tables_are_still_written(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail, as without the extra
     out = tmp_path / "out"
-    compare.run_comparison(["CartPole-v1"], ["a2c"], steps=32, seeds=1, eval_every=32, eval_episodes=1, jobs=0,
-                           out_dir=out, progress=False)  # fmt: skip
+    _compare(out, ["CartPole-v1"], ["a2c"], steps=32, seeds=1, eval_every=32, eval_episodes=1)
     assert (out / "summary.md").exists() and not list(out.glob("*.png"))
     assert "pip install 'wm-agent[bench]'" in capsys.readouterr().err
 
 
 def test_failed_run_is_reported_and_others_go_on(tmp_path, monkeypatch):
-    real_build = compare.build_model
+    real_build = run.build_model
 
     def build(spec, env, hp):
         if spec.seed == 1:
             raise RuntimeError("boom")
         return real_build(spec, env, hp)
 
-    monkeypatch.setattr(compare, "build_model", build)
-    report = compare.run_comparison(
-        ["CartPole-v1"], ["ppo"], 64, 2, 64, eval_episodes=1, jobs=0, out_dir=tmp_path, progress=False
-    )
+    monkeypatch.setattr(run, "build_model", build)
+    report = _compare(tmp_path, ["CartPole-v1"], ["ppo"], steps=64, seeds=2, eval_every=64, eval_episodes=1)
     assert [s.seed for s in report.ran] == [0] and [s.seed for s, _ in report.failed] == [1]
     assert "boom" in (tmp_path / "errors.log").read_text()
     assert "Failed runs" in (tmp_path / "summary.md").read_text()
@@ -148,11 +157,13 @@ def test_failed_run_is_reported_and_others_go_on(tmp_path, monkeypatch):
 
 
 def test_incompatible_pairs_are_skipped(tmp_path):
-    specs, skipped = compare.plan_runs(["Pendulum-v1", "CartPole-v1"], ["dqn", "sac"], 1, 100, 50)
+    specs, skipped = compare.plan_runs(
+        compare.ComparisonSpec(env_ids=["Pendulum-v1", "CartPole-v1"], algos=["dqn", "sac"], seeds=1, steps=100)
+    )
     assert {(s.env_id, s.label) for s in specs} == {("Pendulum-v1", "sac"), ("CartPole-v1", "dqn")}
     assert {(e, a) for e, a, _ in skipped} == {("Pendulum-v1", "dqn"), ("CartPole-v1", "sac")}
     with pytest.raises(ValueError, match="no algorithm"):
-        compare.plan_runs(["Pendulum-v1"], ["dqn"], 1, 100, 50)
+        compare.plan_runs(compare.ComparisonSpec(env_ids=["Pendulum-v1"], algos=["dqn"], seeds=1, steps=100))
 
 
 def test_first_crossing_and_summary_on_synthetic_runs():
@@ -162,9 +173,9 @@ def test_first_crossing_and_summary_on_synthetic_runs():
         {"step": 200, "wall_time_s": 2.5, "return_mean": 480.0},
         {"step": 300, "wall_time_s": 4.0, "return_mean": 400.0},
     ]
-    assert compare.first_crossing(evals, 475) == (200.0, 2.5)
-    assert compare.first_crossing(evals, 490) == (math.inf, math.inf)
-    assert compare.first_crossing(evals, None) == (math.inf, math.inf)
+    assert results.first_crossing(evals, 475) == (200.0, 2.5)
+    assert results.first_crossing(evals, 490) == (math.inf, math.inf)
+    assert results.first_crossing(evals, None) == (math.inf, math.inf)
 
     def record(label, seed, curve, wall_per_step):
         rows = [
@@ -182,15 +193,15 @@ def test_first_crossing_and_summary_on_synthetic_runs():
         record("dqn", 0, [0, 0, 0, 10], 0.001),  # reaches at 300 steps, 0.3 s
         record("dqn", 1, [0, 0, 0, 0], 0.001),  # never
     ]
-    summary = {row["algo"]: row for row in compare.summarize(records, {"E": 5.0})}
+    summary = {row["algo"]: row for row in results.summarize(records, {"E": 5.0})}
     assert summary["ppo"]["steps_to_threshold"] == 250 and summary["ppo"]["reached"] == 2
     assert summary["dqn"]["steps_to_threshold"] == math.inf and summary["dqn"]["reached"] == 1
     assert summary["jepa_dreamer"]["final_return_mean"] == 10 and summary["jepa_dreamer"]["peak_rss_mib"] == 101
 
-    (ratio,) = compare.our_ratios(list(summary.values()))
+    (ratio,) = results.our_ratios(list(summary.values()))
     assert ratio["best_sb3_steps"] == "ppo" and ratio["steps_ratio"] == pytest.approx(100 / 250)
     assert ratio["best_sb3_wall"] == "ppo" and ratio["wall_ratio"] == pytest.approx(10 / 2.5)
-    md = compare.markdown_summary(list(summary.values()), [ratio], {"steps": 300, "seeds": 2, "eval_every": 100,
+    md = results.markdown_summary(list(summary.values()), [ratio], {"steps": 300, "seeds": 2, "eval_every": 100,
                                   "eval_episodes": 10, "threads": 1})  # fmt: skip
     assert "| E | jepa_dreamer | 0.40 | ppo | 4.00 | ppo |" in md
     assert "| E (5) | dqn |" in md and "not reached (1/2)" in md
@@ -201,32 +212,32 @@ def test_zoo_table_builds_every_model():
     """Every entry of the zoo table constructs its SB3 model (catches typos in the transcription)."""
     for algo, per_env in ZOO_HYPERPARAMS.items():
         for env_id in per_env:
-            spec = compare.RunSpec(env_id, algo, seed=0, steps=1000, eval_every=500)
-            hp, source = compare.hyperparams_for(spec)
+            spec = compare.RunSpec(env_id=env_id, label=algo, seed=0, steps=1000, eval_every=500)
+            hp, source = run.hyperparams_for(spec)
             assert source == "zoo"
-            train_env, eval_env = compare.make_envs(spec, hp)
-            model = compare.build_model(spec, train_env, hp)
+            train_env, eval_env = run.make_envs(spec, hp)
+            model = run.build_model(spec, train_env, hp)
             assert model.n_envs == hp.get("n_envs", 1)
             assert (model.get_vec_normalize_env() is not None) == bool(hp.get("normalize"))
-            if algo in compare.OFF_POLICY:
+            if algo in run.OFF_POLICY:
                 assert model.replay_buffer.buffer_size <= 1000
             train_env.close()
             eval_env.close()
 
 
 def test_algo_kwargs_and_threshold_parsing():
-    parsed = compare.parse_algo_kwargs(
+    parsed = grid.parse_algo_kwargs(
         ["jepa_dreamer:train_ratio=256,preset=tiny", "jepa_dreamer@big:preset=large", 'ppo:{"n_epochs": 5}'],
         ["jepa_dreamer", "jepa_dreamer@big", "ppo", "dqn"],
     )
     assert parsed["jepa_dreamer"] == {"train_ratio": 256, "preset": "tiny"}
     assert parsed["jepa_dreamer@big"] == {"train_ratio": 256, "preset": "large"}
     assert parsed["ppo"] == {"n_epochs": 5} and parsed["dqn"] == {}
-    assert compare.parse_kwargs("policy_kwargs={'net_arch': [64, 64]},use_sde=True") == {
+    assert parse_kwargs("policy_kwargs={'net_arch': [64, 64]},use_sde=True") == {
         "policy_kwargs": {"net_arch": [64, 64]},
         "use_sde": True,
     }
-    assert compare.parse_thresholds(["Pendulum-v1=-150", "wm/PixelCartPole-v0=400"]) == {
+    assert grid.parse_thresholds(["Pendulum-v1=-150", "wm/PixelCartPole-v0=400"]) == {
         "Pendulum-v1": -150.0,
         "wm/PixelCartPole-v0": 400.0,
     }
@@ -251,6 +262,9 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--report", "--algo-steps", "ppo=5"], "--report runs nothing, so --algo-steps"),
         (["--env", "Pendulum-v1", "--algos", "dqn"], "dqn does not support"),
         (["--algos", "ppo"], "--env is required (or --report"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--backend", "ray", "--jobs", "0"], "with --backend ray give"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--address", "ray://head:10001"], "give it with --backend ray"),
+        (["--report", "--backend", "ray"], "--report runs nothing, so --backend"),
     ],
 )
 def test_bad_arguments_give_a_clear_error(args, message, tmp_path, capsys):
@@ -259,3 +273,30 @@ def test_bad_arguments_give_a_clear_error(args, message, tmp_path, capsys):
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes the import fail, as without the cluster extra
+    with pytest.raises(SystemExit):
+        compare.main([*TINY, "--backend", "ray", "--out", str(tmp_path)])
+    assert "pip install 'wm-agent[cluster]'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ray_backend_runs_the_grid_and_resumes(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("ray")
+    root = Path(__file__).resolve().parents[1]  # Ray's workers import this checkout's wm_agent, as this process does
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    out = tmp_path / "out"
+    args = [*TINY, "--backend", "ray", "--save-models", "--out", str(out)]
+    assert compare.main(args) == 0
+    assert "2 runs done, 0 already finished, 0 failed" in capsys.readouterr().out
+    record = json.loads((out / "runs" / "CartPole-v1" / "ppo" / "seed1.json").read_text())
+    assert record["isolated_process"] and record["spec"]["seed"] == 1 and len(record["evals"]) >= 3
+    assert (out / "runs" / "CartPole-v1" / "ppo" / "seed1.zip").exists()  # the model comes back with the result
+    assert "| CartPole-v1 (475) | ppo | zoo | 2 |" in (out / "summary.md").read_text()
+
+    before = _run_files(out)
+    assert compare.main(args) == 0  # all finished: nothing is submitted, and Ray is not even started
+    assert "0 runs done, 2 already finished" in capsys.readouterr().out
+    assert _run_files(out) == before

@@ -3,55 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import pathlib
 import sys
 import time
 from typing import Any
 
-ALGOS = ("jepa_dreamer", "ppo", "a2c", "dqn", "sac", "td3")
-
-
-EVAL_SEED_OFFSET = 1000  # an agent is evaluated on seed + 1000, apart from its training env (as compare.py does)
-
-
-def _register_project_envs() -> None:
-    from wm_agent.pretrained import register_project_envs
-
-    register_project_envs()
+from wm_agent.common import (
+    ALGO_NAMES,
+    EVAL_SEED_OFFSET,
+    OUR_ALGO,
+    algo_class,
+    parse_kwargs,
+    policy_for,
+    register_project_envs,
+)
 
 
 def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
-    """`["k=v", ...]` -> {k: literal(v)}; values that are not Python literals stay strings."""
-    kwargs = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"wm-agent: expected KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            kwargs[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            kwargs[key] = value
-    return kwargs
-
-
-def _algo_class(name: str):
-    if name == "jepa_dreamer":
-        from wm_agent import JEPADreamer
-
-        return JEPADreamer
-    import stable_baselines3
-
-    return getattr(stable_baselines3, name.upper())
-
-
-def _policy_for(env) -> str:
-    from gymnasium import spaces
-    from stable_baselines3.common.preprocessing import is_image_space
-
-    if isinstance(env.observation_space, spaces.Dict):
-        return "MultiInputPolicy"
-    return "CnnPolicy" if is_image_space(env.observation_space, check_channels=False) else "MlpPolicy"
+    """`["k=v", ...]` (or one "k=v,k2=v2" or a JSON object) -> kwargs, a usage error if malformed."""
+    try:
+        return parse_kwargs(pairs)
+    except ValueError as error:
+        raise SystemExit(f"wm-agent: {error}") from None
 
 
 def train(args: argparse.Namespace) -> int:
@@ -62,13 +35,18 @@ def train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    _register_project_envs()
+    register_project_envs()
     env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=_parse_kwargs(args.env_kwargs))
     algo_kwargs = _parse_kwargs(args.hyperparams)
-    if args.algo == "jepa_dreamer":
+    if args.algo == OUR_ALGO:
         algo_kwargs.setdefault("preset", args.preset)
-    model = _algo_class(args.algo)(
-        _policy_for(env), env, seed=args.seed, verbose=args.verbose, tensorboard_log=args.tensorboard_log, **algo_kwargs
+    model = algo_class(args.algo)(
+        policy_for(env.observation_space),
+        env,
+        seed=args.seed,
+        verbose=args.verbose,
+        tensorboard_log=args.tensorboard_log,
+        **algo_kwargs,
     )
     start = time.perf_counter()
     model.learn(args.n_timesteps, progress_bar=not args.no_progress)
@@ -110,10 +88,10 @@ def train(args: argparse.Namespace) -> int:
 def _load_agent(args: argparse.Namespace):
     """A saved .zip (any algo), or for jepa_dreamer a shipped env id, agent folder or hub id
     -> (model, env id, env kwargs); a pretrained agent's env and env kwargs come from its metadata."""
-    _register_project_envs()
+    register_project_envs()
     path = pathlib.Path(args.path)
     env_kwargs = _parse_kwargs(args.env_kwargs)
-    if args.algo == "jepa_dreamer" and not (path.is_file() or path.with_suffix(".zip").is_file()):
+    if args.algo == OUR_ALGO and not (path.is_file() or path.with_suffix(".zip").is_file()):
         from wm_agent.pretrained import load_pretrained
 
         model = load_pretrained(args.path, device=args.device)
@@ -121,7 +99,7 @@ def _load_agent(args: argparse.Namespace):
         if env_id == model.pretrained_info["env_id"]:  # the agent's own env: its settings, then the given ones
             env_kwargs = {**model.pretrained_info.get("env_kwargs", {}), **env_kwargs}
     else:
-        model = _algo_class(args.algo).load(args.path, device=args.device)
+        model = algo_class(args.algo).load(args.path, device=args.device)
         env_id = args.env
     if env_id is None:
         raise SystemExit(f"wm-agent {args.command}: pass --env ID for a bare checkpoint")
@@ -187,7 +165,7 @@ def package_agent(args: argparse.Namespace) -> int:
     from wm_agent import JEPADreamer
     from wm_agent.pretrained import package
 
-    _register_project_envs()
+    register_project_envs()
     model = JEPADreamer.load(args.path, device=args.device)
     env_kwargs = _parse_kwargs(args.env_kwargs)
     eval_seed = args.seed if args.seed is not None else (model.seed or 0) + EVAL_SEED_OFFSET
@@ -216,16 +194,10 @@ def list_agents(args: argparse.Namespace) -> int:
 
 
 def compare(rest: list[str]) -> int:
-    """Run the benchmarks harness (benchmarks/compare.py of a source checkout)."""
-    for root in (pathlib.Path.cwd(), pathlib.Path(__file__).resolve().parents[1]):
-        if (root / "benchmarks" / "compare.py").exists():
-            sys.path.insert(0, str(root))
-            from benchmarks.compare import main as compare_main
+    """Run the comparison harness (`wm_agent.compare`)."""
+    from wm_agent.compare import main as compare_main
 
-            return compare_main(rest)
-    raise SystemExit(
-        "wm-agent compare needs the benchmarks/ folder of a wm-agent source checkout: run it from the repository root"
-    )
+    return compare_main(rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train, evaluate and save an agent")
     p.add_argument("--env", required=True, help="Gymnasium id, e.g. CartPole-v1 or wm/PixelCartPole-v0")
-    p.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
+    p.add_argument("--algo", default=OUR_ALGO, choices=ALGO_NAMES)
     p.add_argument("-n", "--n-timesteps", type=int, default=20_000, help="env steps to train for")
     p.add_argument("--preset", default="small", help="JEPADreamer size preset: tiny, small, medium, large")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="K=V", help="constructor overrides")
@@ -254,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("path", help="a saved .zip, a pretrained agent folder, a shipped env id or a hub repo id")
     agent.add_argument("--env", default=None, help="env id (required for a bare .zip)")
     agent.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
-    agent.add_argument("--algo", default="jepa_dreamer", choices=ALGOS)
+    agent.add_argument("--algo", default=OUR_ALGO, choices=ALGO_NAMES)
     agent.add_argument(
         "--seed", type=int, default=None, help="env seed (default: a pretrained agent's own eval seed, else 0)"
     )

@@ -14,19 +14,12 @@ import pathlib
 import platform
 from typing import Any
 
+from wm_agent.common import register_project_envs
 from wm_agent.files import atomic_path, atomic_write_text
 from wm_agent.jepa_dreamer import JEPADreamer
 
 SHIPPED_DIR = pathlib.Path(__file__).parent
 ALGO_NAME = "jepa_dreamer"
-
-
-def register_project_envs() -> None:
-    """Make the project's `wm/...` ids available when the `envs` package is installed beside wm_agent."""
-    try:
-        import envs  # noqa: F401
-    except ImportError:
-        pass
 
 
 def model_name(env_id: str) -> str:

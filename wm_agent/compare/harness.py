@@ -1,0 +1,131 @@
+"""A comparison end to end: plan the grid, run what is not finished yet, write the results of every run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wm_agent.common import register_project_envs
+from wm_agent.compare.backends import execute
+from wm_agent.compare.grid import ComparisonSpec, RunSpec, plan_runs, threshold_for
+from wm_agent.compare.results import write_outputs
+from wm_agent.compare.run import load_finished
+
+
+@dataclass
+class Report:
+    """What one call of :func:`run_comparison` or :func:`report_finished` did and wrote.
+
+    :param out_dir: the output folder
+    :param ran: runs made by this call
+    :param skipped: runs already finished with the same settings, reused
+    :param failed: runs that raised, with their traceback text
+    :param incompatible: (env, label, reason) pairs left out of the grid
+    :param files: the files written, by name (``summary_md``, ``evals_csv``, ``curves:ENV``, ...)
+    """
+
+    out_dir: Path
+    ran: list[RunSpec] = field(default_factory=list)
+    skipped: list[RunSpec] = field(default_factory=list)
+    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+    incompatible: list[tuple[str, str, str]] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def run_comparison(
+    grid: ComparisonSpec,
+    out_dir: str | Path = "benchmarks/out",
+    *,
+    jobs: int | None = 1,
+    backend: str = "local",
+    address: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Report:
+    """Run (or reuse) every run of the grid envs x algos x seeds, then write the comparison files.
+
+    :param grid: what to run
+    :param out_dir: where runs and tables are stored; a run finished there with the same settings is not redone
+    :param jobs: how many runs at once (see :func:`wm_agent.compare.backends.execute`)
+    :param backend: ``"local"`` (processes on this machine) or ``"ray"`` (tasks of a Ray cluster)
+    :param address: ray: the cluster to connect to
+    :param force: redo runs that already finished
+    :param progress: show a progress bar
+    """
+    out_dir = Path(out_dir)
+    specs, incompatible = plan_runs(grid)
+    report = Report(out_dir=out_dir, incompatible=incompatible)
+    for spec in specs:
+        (report.ran if force or load_finished(spec, out_dir) is None else report.skipped).append(spec)
+    report.failed = execute(report.ran, out_dir, jobs, progress, backend, address)
+    failed_keys = {spec.key for spec, _ in report.failed}
+    report.ran = [spec for spec in report.ran if spec.key not in failed_keys]
+    records = [r for r in (load_finished(spec, out_dir) for spec in specs) if r is not None]
+    thresholds = {env_id: threshold_for(env_id, grid.thresholds) for env_id in grid.env_ids}
+    settings = {
+        "envs": list(grid.env_ids),
+        "algos": grid.labels,
+        "steps": grid.steps,
+        "steps_by_label": grid.steps_by_label,
+        "seeds": grid.seeds,
+        "eval_every": grid.eval_every,
+        "eval_episodes": grid.eval_episodes,
+        "threads": grid.threads,
+        "algo_kwargs": grid.algo_kwargs,
+        "thresholds": thresholds,
+        "isolated": [r.get("isolated_process", True) for r in records],
+    }
+    if records:
+        report.files = write_outputs(records, out_dir, thresholds, settings, incompatible, report.failed)
+    return report
+
+
+def report_finished(
+    out_dir: str | Path, thresholds: dict[str, float] | None = None, env_ids: Sequence[str] | None = None
+) -> Report:
+    """Summarize every finished run stored under ``out_dir``, whichever calls made them; runs nothing.
+
+    This is how runs with different budgets or protocols (a baseline's own eval interval, a rerun variant) end up
+    in one table and one figure per env.
+
+    :param out_dir: the output folder
+    :param thresholds: success thresholds per env, beating the spec's and the built-in table
+    :param env_ids: only the runs of these envs (None: all)
+    :raises ValueError: no finished run (of ``env_ids``) under ``out_dir``
+    """
+    out_dir = Path(out_dir)
+    records = []
+    for path in sorted((out_dir / "runs").rglob("seed*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and "spec" in record and record.get("evals"):
+            if env_ids is None or record["spec"]["env_id"] in env_ids:
+                records.append(record)
+    if not records:
+        among = f" for {', '.join(env_ids)}" if env_ids else ""
+        raise ValueError(f"no finished run{among} under {out_dir / 'runs'}")
+    register_project_envs()
+    env_ids = list(dict.fromkeys(r["spec"]["env_id"] for r in records))
+
+    def distinct(key: str) -> list[Any]:
+        return sorted({r["spec"][key] for r in records})
+
+    settings = {
+        "combined": True,
+        "envs": env_ids,
+        "algos": list(dict.fromkeys(r["spec"]["label"] for r in records)),
+        "seed_list": distinct("seed"),
+        "eval_every": distinct("eval_every"),
+        "eval_episodes": distinct("eval_episodes"),
+        "threads": distinct("threads"),
+        "thresholds": {env_id: threshold_for(env_id, thresholds) for env_id in env_ids},
+        "isolated": [r.get("isolated_process", True) for r in records],
+    }
+    report = Report(out_dir=out_dir)
+    report.files = write_outputs(records, out_dir, settings["thresholds"], settings)
+    return report
