@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import pathlib
+import shutil
 import sys
 import time
 import warnings
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.save_util import json_to_data, load_from_pkl, save_to_pkl
+from stable_baselines3.common.save_util import json_to_data, load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import safe_mean
 
@@ -25,7 +26,15 @@ from wm_agent.config import JEPADreamerConfig, make_config, upgrade_config
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
-from wm_agent.replay import SequenceReplay, available_memory_bytes, step_bytes
+from wm_agent.replay import (
+    ObsShapes,
+    SequenceReplay,
+    available_memory_bytes,
+    is_replay_file,
+    read_replay,
+    step_bytes,
+    write_replay,
+)
 from wm_agent.spaces import ActionSpec, ObsSpec
 from wm_agent.version import __version__
 
@@ -51,6 +60,7 @@ class JEPADreamer(BaseAlgorithm):
     }
     policy: JEPADreamerPolicy
     _last_prefill_actions: np.ndarray | None = None  # (n_envs, ...) last prefill actions, for prefill_repeat_prob
+    _last_model_obs: dict[str, np.ndarray] | None = None  # `_last_obs` with images at the model's resolution
 
     def __init__(
         self,
@@ -124,14 +134,29 @@ class JEPADreamer(BaseAlgorithm):
         self.replay_buffer = SequenceReplay(
             capacity,
             self.n_envs,
-            self.policy.obs_spec,
+            self._stored_shapes(),
             self.policy.action_spec.size,
             seed=self.seed,
             initial=min(capacity, self._replay_entries(run_steps)),
+            directory=cfg.replay_dir,
         )
 
+    def _stored_shapes(self) -> ObsShapes:
+        """What one replayed step of each observation key is: images uint8 at the model's resolution."""
+        return self.policy.obs_spec.stored_shapes(self.config.image_size)
+
+    def _replay_room(self) -> tuple[int | None, str]:
+        """Bytes the replay can still take (None: unknown), and where: the free disk space in `replay_dir` for a
+        memory-mapped replay, else the memory available."""
+        folder = self.config.replay_dir
+        if folder is None:
+            return available_memory_bytes(), "memory"
+        pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(folder).free, f"disk space in {folder}"
+
     def _fit_replay(self, run_steps: int) -> None:
-        """Before a later learn() call: lower the replay's capacity if what this run adds would not fit in memory."""
+        """Before a later learn() call: lower the replay's capacity if what this run adds would not fit (in memory,
+        or on disk in `replay_dir`)."""
         replay, n = self.replay_buffer, self.n_envs
         if replay.count.max() >= replay.capacity:  # a full ring: it takes no more memory
             return
@@ -148,28 +173,30 @@ class JEPADreamer(BaseAlgorithm):
         """Replay capacity (steps, all envs) for a run of `run_steps` more env steps, with `stored` steps in
         arrays of `allocated` steps already.
 
-        `buffer_size` when the memory the run adds (the last doubling of the arrays holds the old and the new
-        copy at once) fits in 80% of what is available now. Otherwise a `buffer_size` the user set raises here,
-        before training starts; the preset's is lowered to what fits, with a warning.
+        `buffer_size` when the room the run adds (the last doubling of the arrays holds the old and the new
+        copy at once) fits in 80% of what is available now: memory, or disk space in `replay_dir` when set.
+        Otherwise a `buffer_size` the user set raises here, before training starts; the preset's is lowered to what
+        fits, with a warning.
         """
         cfg = self.config
-        per_step = step_bytes(self.policy.obs_spec, self.policy.action_spec.size)
+        per_step = step_bytes(self._stored_shapes(), self.policy.action_spec.size)
         wanted = min(cfg.buffer_size, stored + self._replay_entries(run_steps))
         extra = int(1.5 * wanted) - allocated if wanted > allocated else 0
-        available = available_memory_bytes()
+        available, where = self._replay_room()
         if available is None or extra * per_step <= 0.8 * available:
             return cfg.buffer_size
         fitting = int((0.8 * available / per_step + allocated) / 1.5)
         if cfg.buffer_size != make_config(self.preset).buffer_size:
+            room = "point replay_dir at a disk with more room" if cfg.replay_dir else "set replay_dir to a roomy disk"
             raise MemoryError(
                 f"This run would fill {wanted:,} replay steps of {per_step:,} bytes ({wanted * per_step / 1e9:.1f} "
-                f"GB, more while the arrays grow), but {available / 1e9:.1f} GB of memory are available: set "
-                f"buffer_size to at most {fitting:,} (it is {cfg.buffer_size:,}), or train for fewer steps"
+                f"GB, more while the arrays grow), but {available / 1e9:.1f} GB of {where} are available: set "
+                f"buffer_size to at most {fitting:,} (it is {cfg.buffer_size:,}), {room}, or train for fewer steps"
             )
         capacity = max(fitting, self.n_envs * cfg.seq_len)
         warnings.warn(
             f"Replay capped at {capacity:,} steps ({capacity * per_step / 1e9:.1f} GB) to fit the "
-            f"{available / 1e9:.1f} GB of memory available; the preset's buffer_size is {cfg.buffer_size:,}",
+            f"{available / 1e9:.1f} GB of {where} available; the preset's buffer_size is {cfg.buffer_size:,}",
             stacklevel=3,
         )
         return capacity
@@ -181,6 +208,7 @@ class JEPADreamer(BaseAlgorithm):
             "_act_state",
             "_metric_sums",
             "_last_prefill_actions",
+            "_last_model_obs",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -246,9 +274,10 @@ class JEPADreamer(BaseAlgorithm):
         n = self.n_envs
         self._act_state = self.policy.initial_state(n)
         self._last_prefill_actions = None
-        obs = self.policy.obs_spec.as_dict(self._last_obs)
+        obs = self.policy.obs_spec.resize_images(self.policy.obs_spec.as_dict(self._last_obs), self.config.image_size)
         self.policy.obs_spec.check_finite(obs)
         self._store_episode_starts(obs, np.arange(n))
+        self._last_model_obs = obs
         self._last_episode_starts = np.ones(n, dtype=bool)
 
     def _prefill_actions(self) -> np.ndarray:
@@ -271,8 +300,8 @@ class JEPADreamer(BaseAlgorithm):
         """One VecEnv step with one batched forward; stores the transition. Returns False when a callback stops."""
         policy, obs_spec, action_spec = self.policy, self.policy.obs_spec, self.policy.action_spec
         callback.on_rollout_start()
-        obs = obs_spec.as_dict(self._last_obs)
-        obs_tensor = {k: torch.as_tensor(v, device=self.device) for k, v in obs.items()}
+        # the pixels the replay stored for this step (`_store_transition`), so acting and training see the same
+        obs_tensor = {k: torch.as_tensor(v, device=self.device) for k, v in self._last_model_obs.items()}
         episode_start = torch.as_tensor(self._last_episode_starts, device=self.device, dtype=torch.float32)
         latent, prev_action = self._act_state
         action, latent = policy.act(obs_tensor, latent, prev_action, episode_start)
@@ -288,7 +317,7 @@ class JEPADreamer(BaseAlgorithm):
         new_obs, rewards, dones, infos = self.env.step(actions)
         self.num_timesteps += self.n_envs
         # store before the callbacks run, so a callback that stops training leaves replay and state consistent
-        self._store_transition(new_obs, buffer_actions, rewards, dones, infos)
+        self._last_model_obs = self._store_transition(new_obs, buffer_actions, rewards, dones, infos)
         self._last_obs = new_obs
         self._last_episode_starts = dones
 
@@ -306,15 +335,21 @@ class JEPADreamer(BaseAlgorithm):
 
     def _store_transition(
         self, new_obs: Any, buffer_actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list[dict]
-    ) -> None:
-        """The replay gets the true last observation of an ended episode, then the first one of the next."""
-        obs_spec, n = self.policy.obs_spec, self.n_envs
-        next_obs = {k: np.array(v) for k, v in obs_spec.as_dict(new_obs).items()}
+    ) -> dict[str, np.ndarray]:
+        """The replay gets the true last observation of an ended episode, then the first one of the next.
+
+        Images are stored at the model's resolution (`ObsSpec.resize_images`). Returns `new_obs` so resized: what
+        the policy acts on next.
+        """
+        obs_spec, n, size = self.policy.obs_spec, self.n_envs, self.config.image_size
+        model_obs = obs_spec.resize_images(obs_spec.as_dict(new_obs), size)
+        next_obs = {k: np.array(v) for k, v in model_obs.items()}
         done_envs = np.flatnonzero(dones)
-        for i in done_envs:
-            terminal = obs_spec.as_dict(infos[i]["terminal_observation"])
+        if len(done_envs):
+            terminals = [obs_spec.as_dict(infos[i]["terminal_observation"]) for i in done_envs]
+            terminal = obs_spec.resize_images({k: np.stack([t[k] for t in terminals]) for k in next_obs}, size)
             for k in next_obs:
-                next_obs[k][i] = terminal[k]
+                next_obs[k][done_envs] = terminal[k]
         obs_spec.check_finite(next_obs)
         if not np.isfinite(rewards).all():  # stored, it would poison every update that samples it
             raise ValueError(
@@ -324,9 +359,10 @@ class JEPADreamer(BaseAlgorithm):
         truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
         self.replay_buffer.add(next_obs, buffer_actions, rewards, dones & ~truncated, np.zeros(n, bool))
         if len(done_envs):
-            reset_obs = {k: v[done_envs] for k, v in obs_spec.as_dict(new_obs).items()}
+            reset_obs = {k: v[done_envs] for k, v in model_obs.items()}
             obs_spec.check_finite(reset_obs)
             self._store_episode_starts(reset_obs, done_envs)
+        return model_obs
 
     def _store_episode_starts(self, obs: dict[str, np.ndarray], streams: np.ndarray) -> None:
         """First observations of episodes: no action led to them and no reward came with them."""
@@ -473,23 +509,56 @@ class JEPADreamer(BaseAlgorithm):
             super().save(temporary, exclude, include)
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Pickle the sequence replay (only its filled part), e.g. to resume training later. Crash-safe as `save`."""
+        """Write the replay (only its filled part), e.g. to resume training later with `load_replay_buffer`.
+
+        The arrays go to the file straight from memory or from the memory-mapped files (`replay.write_replay`), so
+        saving needs no memory beyond the replay's own. Crash-safe as `save`.
+        """
         if self.replay_buffer is None:
             raise ValueError("There is no replay to save: it is made by the first call to learn()")
         if not isinstance(path, (str, pathlib.Path)):
-            return save_to_pkl(path, self.replay_buffer, self.verbose)
-        with atomic_path(with_suffix(path, ".pkl")) as temporary:
-            save_to_pkl(temporary, self.replay_buffer, self.verbose)
+            return write_replay(self.replay_buffer, path)
+        with atomic_path(with_suffix(path, ".pkl")) as temporary, open(temporary, "wb") as file:
+            write_replay(self.replay_buffer, file)
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        replay = load_from_pkl(path, self.verbose)
-        if not isinstance(replay, SequenceReplay):
-            raise ValueError(f"{path} does not hold a JEPADreamer SequenceReplay (got {type(replay).__name__})")
-        if self.n_envs and replay.n_streams != self.n_envs:
-            raise ValueError(f"The replay has {replay.n_streams} env streams but the model has {self.n_envs} envs")
-        if set(replay.obs) != {k.name for k in self.policy.obs_spec.keys}:
-            raise ValueError(f"The replay's observation keys {sorted(replay.obs)} do not match the model's")
-        self.replay_buffer = replay
+        """Load a replay written by `save_replay_buffer`: into memory, or into memory-mapped files in `replay_dir`
+        when it is set. A replay that would not fit there raises before anything is read."""
+        if isinstance(path, (str, pathlib.Path)) and not pathlib.Path(path).exists():
+            path = with_suffix(path, ".pkl")  # as `save_replay_buffer` names it
+        if not is_replay_file(path):  # pickled by wm-agent before disk-backed replays: in memory
+            replay = load_from_pkl(path, self.verbose)
+            if not isinstance(replay, SequenceReplay):
+                raise ValueError(f"{path} does not hold a JEPADreamer SequenceReplay (got {type(replay).__name__})")
+            self._check_replay(path, replay.n_streams, replay.stored_shapes())
+            self.replay_buffer = replay
+            return
+        saved = read_replay(path)
+        self._check_replay(path, saved.state["n_streams"], saved.stored_shapes())
+        available, where = self._replay_room()
+        if available is not None and saved.nbytes > 0.8 * available:
+            room = "point replay_dir at a disk with more room" if self.config.replay_dir else "set replay_dir"
+            raise MemoryError(
+                f"{path} holds a replay of {saved.nbytes / 1e9:.1f} GB but {available / 1e9:.1f} GB of {where} are "
+                f"available: {room} (e.g. JEPADreamer.load(..., replay_dir=...)) to load it memory-mapped on disk"
+            )
+        self.replay_buffer = saved.restore(self.config.replay_dir)
+
+    def _check_replay(self, path: Any, n_streams: int, shapes: ObsShapes) -> None:
+        """Raise a clear error when a loaded replay does not fit this model: env count, keys, frame sizes."""
+        if self.n_envs and n_streams != self.n_envs:
+            raise ValueError(f"The replay has {n_streams} env streams but the model has {self.n_envs} envs")
+        expected = self._stored_shapes()
+        if set(shapes) != set(expected):
+            raise ValueError(f"The replay's observation keys {sorted(shapes)} do not match the model's")
+        for key, (shape, dtype) in expected.items():
+            if (tuple(shapes[key][0]), np.dtype(shapes[key][1])) != (tuple(shape), dtype):
+                raise ValueError(
+                    f"The replay in {path} stores observation {key!r} as {tuple(shapes[key][0])} {shapes[key][1]}, "
+                    f"this model as {tuple(shape)} {dtype} (images at image_size={self.config.image_size}): load it "
+                    "into a model with the image_size it was collected with, or start a new replay (replays saved "
+                    "before wm-agent stored frames at the model's resolution hold the env's frames)"
+                )
 
     @classmethod
     def load(
