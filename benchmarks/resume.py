@@ -23,7 +23,7 @@ def evaluate(model, env_id: str, seed: int, episodes: int) -> float:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    from wm_agent.cli import EVAL_SEED_OFFSET
+    from wm_agent.common import EVAL_SEED_OFFSET
 
     eval_env = make_vec_env(env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)

@@ -302,10 +302,25 @@ def _(tmp):
     cartpole().load_replay_buffer(changed)
 
 
-@case("file that is not a replay", ValueError, r"does not hold a JEPADreamer SequenceReplay \(got dict\)")
+@case("file that is not a replay", ValueError, r"not a replay file .* pass a file written by save_replay_buffer")
 def _(tmp):
-    (tmp / "other.pkl").write_bytes(pickle.dumps({"not": "a replay"}))
+    (tmp / "other.pkl").write_bytes(b"something else")
     cartpole().load_replay_buffer(tmp / "other.pkl")
+
+
+@case("replay pickled by wm-agent 0.1", ValueError, r"pickled by wm-agent 0.1 .* allow_pickle=True")
+def _(tmp):
+    model = saved_agent(tmp)
+    (tmp / "old.pkl").write_bytes(pickle.dumps(model.replay_buffer))
+    cartpole().load_replay_buffer(tmp / "old.pkl")
+
+
+@case("truncated replay", ValueError, r"cut short: save the replay again")
+def _(tmp):
+    saved_agent(tmp)
+    payload = (tmp / "replay.pkl").read_bytes()
+    (tmp / "cut.pkl").write_bytes(payload[: len(payload) // 2])
+    cartpole().load_replay_buffer(tmp / "cut.pkl")
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -36,6 +36,7 @@ class JEPADreamerConfig:
     learning_starts: int = 1000  # env steps with random actions (see prefill_repeat_prob) before the first update
     prefill_repeat_prob: float = 0.0  # chance a prefill step repeats its env's last random action
     pretrain_updates: int = 0  # extra updates on the prefill data at the first training step
+    replay_dir: str | None = None  # folder for a disk-backed (memory-mapped) replay, for long image runs; None: memory
 
     # --- world model ---
     representation: str = "jepa"  # "jepa" (predict target embeddings) or "reconstruction" (decoder)

@@ -7,6 +7,7 @@ import io
 import json
 import pathlib
 import pickle
+import shutil
 import sys
 import time
 import warnings
@@ -23,7 +24,6 @@ from stable_baselines3.common.save_util import (
     json_to_data,
     load_from_pkl,
     load_from_zip_file,
-    save_to_pkl,
     save_to_zip_file,
 )
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
@@ -46,7 +46,15 @@ from wm_agent.config import JEPADreamerConfig, config_from_dict, make_config, up
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
-from wm_agent.replay import SequenceReplay, available_memory_bytes, step_bytes
+from wm_agent.replay import (
+    ObsShapes,
+    SequenceReplay,
+    available_memory_bytes,
+    is_replay_file,
+    read_replay,
+    step_bytes,
+    write_replay,
+)
 from wm_agent.spaces import ActionSpec, CheckedObservations, ObsSpec
 from wm_agent.version import __version__
 
@@ -72,6 +80,7 @@ class JEPADreamer(BaseAlgorithm):
     }
     policy: JEPADreamerPolicy
     _last_prefill_actions: np.ndarray | None = None  # (n_envs, ...) last prefill actions, for prefill_repeat_prob
+    _last_model_obs: dict[str, np.ndarray] | None = None  # `_last_obs` with images at the model's resolution
 
     def __init__(
         self,
@@ -159,14 +168,29 @@ class JEPADreamer(BaseAlgorithm):
         self.replay_buffer = SequenceReplay(
             capacity,
             self.n_envs,
-            self.policy.obs_spec,
+            self._stored_shapes(),
             self.policy.action_spec.size,
             seed=self.seed,
             initial=min(capacity, self._replay_entries(run_steps)),
+            directory=cfg.replay_dir,
         )
 
+    def _stored_shapes(self) -> ObsShapes:
+        """What one replayed step of each observation key is: images uint8 at the model's resolution."""
+        return self.policy.obs_spec.stored_shapes(self.config.image_size)
+
+    def _replay_room(self) -> tuple[int | None, str]:
+        """Bytes the replay can still take (None: unknown), and where: the free disk space in `replay_dir` for a
+        memory-mapped replay, else the memory available."""
+        folder = self.config.replay_dir
+        if folder is None:
+            return available_memory_bytes(), "memory"
+        pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(folder).free, f"disk space in {folder}"
+
     def _fit_replay(self, run_steps: int) -> None:
-        """Before a later learn() call: lower the replay's capacity if what this run adds would not fit in memory."""
+        """Before a later learn() call: lower the replay's capacity if what this run adds would not fit (in memory,
+        or on disk in `replay_dir`)."""
         replay, n = self.replay_buffer, self.n_envs
         if replay.count.max() >= replay.capacity:  # a full ring: it takes no more memory
             return
@@ -183,28 +207,30 @@ class JEPADreamer(BaseAlgorithm):
         """Replay capacity (steps, all envs) for a run of `run_steps` more env steps, with `stored` steps in
         arrays of `allocated` steps already.
 
-        `buffer_size` when the memory the run adds (the last doubling of the arrays holds the old and the new
-        copy at once) fits in 80% of what is available now. Otherwise a `buffer_size` the user set raises here,
-        before training starts; the preset's is lowered to what fits, with a warning.
+        `buffer_size` when the room the run adds (the last doubling of the arrays holds the old and the new
+        copy at once) fits in 80% of what is available now: memory, or disk space in `replay_dir` when set.
+        Otherwise a `buffer_size` the user set raises here, before training starts; the preset's is lowered to what
+        fits, with a warning.
         """
         cfg = self.config
-        per_step = step_bytes(self.policy.obs_spec, self.policy.action_spec.size)
+        per_step = step_bytes(self._stored_shapes(), self.policy.action_spec.size)
         wanted = min(cfg.buffer_size, stored + self._replay_entries(run_steps))
         extra = int(1.5 * wanted) - allocated if wanted > allocated else 0
-        available = available_memory_bytes()
+        available, where = self._replay_room()
         if available is None or extra * per_step <= 0.8 * available:
             return cfg.buffer_size
         fitting = int((0.8 * available / per_step + allocated) / 1.5)
         if cfg.buffer_size != make_config(self.preset).buffer_size:
+            room = "point replay_dir at a disk with more room" if cfg.replay_dir else "set replay_dir to a roomy disk"
             raise MemoryError(
                 f"This run would fill {wanted:,} replay steps of {per_step:,} bytes ({wanted * per_step / 1e9:.1f} "
-                f"GB, more while the arrays grow), but {available / 1e9:.1f} GB of memory are available: set "
-                f"buffer_size to at most {fitting:,} (it is {cfg.buffer_size:,}), or train for fewer steps"
+                f"GB, more while the arrays grow), but {available / 1e9:.1f} GB of {where} are available: set "
+                f"buffer_size to at most {fitting:,} (it is {cfg.buffer_size:,}), {room}, or train for fewer steps"
             )
         capacity = max(fitting, self.n_envs * cfg.seq_len)
         warnings.warn(
             f"Replay capped at {capacity:,} steps ({capacity * per_step / 1e9:.1f} GB) to fit the "
-            f"{available / 1e9:.1f} GB of memory available; the preset's buffer_size is {cfg.buffer_size:,}",
+            f"{available / 1e9:.1f} GB of {where} available; the preset's buffer_size is {cfg.buffer_size:,}",
             stacklevel=3,
         )
         return capacity
@@ -221,6 +247,7 @@ class JEPADreamer(BaseAlgorithm):
             "_last_original_obs",
             "_last_episode_starts",
             "lr_schedule",
+            "_last_model_obs",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -307,9 +334,11 @@ class JEPADreamer(BaseAlgorithm):
         n = self.n_envs
         self._act_state = self.policy.initial_state(n)
         self._last_prefill_actions = None
-        obs = self.policy.obs_spec.as_dict(self._last_obs)
-        self.policy.obs_spec.check(obs, n)
+        raw_obs = self.policy.obs_spec.as_dict(self._last_obs)
+        self.policy.obs_spec.check(raw_obs, n)
+        obs = self.policy.obs_spec.resize_images(raw_obs, self.config.image_size)
         self._store_episode_starts(obs, np.arange(n))
+        self._last_model_obs = obs
         self._last_episode_starts = np.ones(n, dtype=bool)
 
     def _prefill_actions(self) -> np.ndarray:
@@ -332,8 +361,8 @@ class JEPADreamer(BaseAlgorithm):
         """One VecEnv step with one batched forward; stores the transition. Returns False when a callback stops."""
         policy, obs_spec, action_spec = self.policy, self.policy.obs_spec, self.policy.action_spec
         callback.on_rollout_start()
-        obs = obs_spec.as_dict(self._last_obs)
-        obs_tensor = {k: torch.as_tensor(v, device=self.device) for k, v in obs.items()}
+        # the pixels the replay stored for this step (`_store_transition`), so acting and training see the same
+        obs_tensor = {k: torch.as_tensor(v, device=self.device) for k, v in self._last_model_obs.items()}
         episode_start = torch.as_tensor(self._last_episode_starts, device=self.device, dtype=torch.float32)
         latent, prev_action = self._act_state
         action, latent = policy.act(obs_tensor, latent, prev_action, episode_start)
@@ -349,7 +378,7 @@ class JEPADreamer(BaseAlgorithm):
         new_obs, rewards, dones, infos = self.env.step(actions)
         self.num_timesteps += self.n_envs
         # store before the callbacks run, so a callback that stops training leaves replay and state consistent
-        self._store_transition(new_obs, buffer_actions, rewards, dones, infos)
+        self._last_model_obs = self._store_transition(new_obs, buffer_actions, rewards, dones, infos)
         self._last_obs = new_obs
         self._last_episode_starts = dones
 
@@ -367,16 +396,25 @@ class JEPADreamer(BaseAlgorithm):
 
     def _store_transition(
         self, new_obs: Any, buffer_actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list[dict]
-    ) -> None:
-        """The replay gets the true last observation of an ended episode, then the first one of the next."""
-        obs_spec, n = self.policy.obs_spec, self.n_envs
-        next_obs = {k: np.array(v) for k, v in obs_spec.as_dict(new_obs).items()}
+    ) -> dict[str, np.ndarray]:
+        """The replay gets the true last observation of an ended episode, then the first one of the next.
+
+        Images are stored at the model's resolution (`ObsSpec.resize_images`). Returns `new_obs` so resized: what
+        the policy acts on next.
+        """
+        obs_spec, n, size = self.policy.obs_spec, self.n_envs, self.config.image_size
+        raw_obs = obs_spec.as_dict(new_obs)
+        obs_spec.check(raw_obs, n)
+        model_obs = obs_spec.resize_images(raw_obs, size)
+        next_obs = {k: np.array(v) for k, v in model_obs.items()}
         done_envs = np.flatnonzero(dones)
-        for i in done_envs:
-            terminal = obs_spec.as_dict(infos[i]["terminal_observation"])
+        if len(done_envs):
+            terminals = [obs_spec.as_dict(infos[i]["terminal_observation"]) for i in done_envs]
+            raw_terminal = {k: np.stack([t[k] for t in terminals]) for k in next_obs}
+            obs_spec.check(raw_terminal, len(done_envs))
+            terminal = obs_spec.resize_images(raw_terminal, size)
             for k in next_obs:
-                next_obs[k][i] = terminal[k]
-        obs_spec.check(next_obs, n)
+                next_obs[k][done_envs] = terminal[k]
         if not np.isfinite(rewards).all():  # stored, it would poison every update that samples it
             raise ValueError(
                 f"The env returned a non-finite reward {rewards.tolist()} at step {self.num_timesteps}: "
@@ -385,9 +423,9 @@ class JEPADreamer(BaseAlgorithm):
         truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
         self.replay_buffer.add(next_obs, buffer_actions, rewards, dones & ~truncated, np.zeros(n, bool))
         if len(done_envs):
-            reset_obs = {k: v[done_envs] for k, v in obs_spec.as_dict(new_obs).items()}
-            obs_spec.check(reset_obs, len(done_envs))
+            reset_obs = {k: v[done_envs] for k, v in model_obs.items()}  # checked with `raw_obs`
             self._store_episode_starts(reset_obs, done_envs)
+        return model_obs
 
     def _store_episode_starts(self, obs: dict[str, np.ndarray], streams: np.ndarray) -> None:
         """First observations of episodes: no action led to them and no reward came with them."""
@@ -561,54 +599,101 @@ class JEPADreamer(BaseAlgorithm):
         return value
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Pickle the sequence replay (only its filled part), e.g. to resume training later. Crash-safe as `save`."""
+        """Write the replay (only its filled part), e.g. to resume training later with `load_replay_buffer`.
+
+        The arrays go to the file straight from memory or from the memory-mapped files (`replay.write_replay`), so
+        saving needs no memory beyond the replay's own. Crash-safe as `save`.
+        """
         if self.replay_buffer is None:
             raise ValueError("There is no replay to save: it is made by the first call to learn()")
         if not isinstance(path, (str, pathlib.Path)):
-            return save_to_pkl(path, self.replay_buffer, self.verbose)
-        with atomic_path(with_suffix(path, ".pkl")) as temporary:
-            save_to_pkl(temporary, self.replay_buffer, self.verbose)
+            return write_replay(self.replay_buffer, path)
+        with atomic_path(with_suffix(path, ".pkl")) as temporary, open(temporary, "wb") as file:
+            write_replay(self.replay_buffer, file)
 
-    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Load a replay saved by `save_replay_buffer`, checked against this agent's envs and spaces."""
-        replay = load_from_pkl(path, self.verbose)
-        self._check_replay(replay, path)
-        self.replay_buffer = replay
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, allow_pickle: bool = False) -> None:
+        """Load a replay written by `save_replay_buffer`: into memory, or into memory-mapped files in `replay_dir`
+        when it is set. A replay that would not fit there raises before anything is read.
 
-    def _check_replay(self, replay: Any, path: Any) -> None:
-        """Raise a clear ValueError if `replay` cannot be this agent's: another agent's, env count, spaces or
-        action encoding (wrong dtype, out of range: the model would train on actions it can never take)."""
-        if not isinstance(replay, SequenceReplay):
-            raise ValueError(
-                f"{path} does not hold a JEPADreamer SequenceReplay (got {type(replay).__name__}): pass a file written "
-                "by save_replay_buffer"
-            )
-        if self.n_envs and replay.n_streams != self.n_envs:
-            raise ValueError(
-                f"The replay has {replay.n_streams} env streams but the model has {self.n_envs} envs: load it into a "
-                f"model with {replay.n_streams} envs (set_env), or start a new replay"
-            )
-        obs_spec, action_spec = self.policy.obs_spec, self.policy.action_spec
-        for key in obs_spec.keys:
-            stored = replay.obs.get(key.name)
-            if stored is None or stored.shape[2:] != key.space.shape or stored.dtype != key.space.dtype:
-                found = {name: (array.shape[2:], str(array.dtype)) for name, array in replay.obs.items()}
+        :param allow_pickle: also load a replay pickled by wm-agent 0.1 (unpickling can run any code: only for
+            files you trust; save it again to convert it)
+        """
+        if isinstance(path, (str, pathlib.Path)) and not pathlib.Path(path).exists():
+            path = with_suffix(path, ".pkl")  # as `save_replay_buffer` names it
+        if not is_replay_file(path):
+            if not allow_pickle:
                 raise ValueError(
-                    f"The replay's observations {found} do not match the model's space {self.observation_space}: it "
-                    "was collected on another env: load a replay of this env, or start a new one"
+                    f"{path} is not a replay file of this wm-agent: if it is a replay pickled by wm-agent 0.1 and you "
+                    "trust where it comes from, load it with allow_pickle=True (unpickling can run any code), then "
+                    "save it again; otherwise pass a file written by save_replay_buffer"
                 )
-        action = replay.action[:, : int(replay.count.max())]
-        if action.dtype != np.float32 or action.shape[2:] != (action_spec.size,):
-            raise ValueError(
-                f"The replay's actions are {action.dtype} of size {action.shape[2:]}, but the model encodes actions of "
-                f"{self.action_space} as float32 of size {action_spec.size}: it was collected on another env"
+            replay = load_from_pkl(path, self.verbose)
+            if not isinstance(replay, SequenceReplay):
+                raise ValueError(
+                    f"{path} does not hold a JEPADreamer SequenceReplay (got {type(replay).__name__}): pass a file "
+                    "written by save_replay_buffer"
+                )
+            filled = replay.count.max()
+            self._check_replay(path, replay.n_streams, replay.stored_shapes(), list(replay.action[:, :filled]))
+            self.replay_buffer = replay
+            return
+        saved = read_replay(path)
+        self._check_replay(path, saved.state["n_streams"], saved.stored_shapes(), saved.parts["action"])
+        available, where = self._replay_room()
+        if available is not None and saved.nbytes > 0.8 * available:
+            room = "point replay_dir at a disk with more room" if self.config.replay_dir else "set replay_dir"
+            raise MemoryError(
+                f"{path} holds a replay of {saved.nbytes / 1e9:.1f} GB but {available / 1e9:.1f} GB of {where} are "
+                f"available: {room} (e.g. JEPADreamer.load(..., replay_dir=...)) to load it memory-mapped on disk"
             )
-        low, allowed = (0.0, "0 or 1 (one-hot)") if action_spec.discrete else (-1.0, "in [-1, 1]")
-        if not (np.isfinite(action).all() and action.min(initial=0) >= low and action.max(initial=0) <= 1.0):
+        self.replay_buffer = saved.restore(self.config.replay_dir)
+
+    def _check_replay(self, path: Any, n_streams: int, shapes: ObsShapes, actions: list[np.ndarray]) -> None:
+        """Raise a clear ValueError when a loaded replay cannot be this agent's: env count, observation keys and
+        sizes, action encoding (wrong dtype or out of range: the model would train on actions it can never take).
+
+        `actions`: per stream, the stored encoded actions (steps, A).
+        """
+        if self.n_envs and n_streams != self.n_envs:
             raise ValueError(
-                f"The replay holds encoded actions outside {allowed} (min {action.min():.3g}, max {action.max():.3g}): "
-                "it was not written by JEPADreamer for this action space; store actions with ActionSpec.from_env"
+                f"The replay has {n_streams} env streams but the model has {self.n_envs} envs: load it into a model "
+                f"with {n_streams} envs (set_env), or start a new replay"
             )
+        expected = self._stored_shapes()
+        found = {key: (tuple(shape), np.dtype(dtype)) for key, (shape, dtype) in shapes.items()}
+        other_frame_size = [
+            key.name
+            for key in self.policy.obs_spec.image_keys
+            if key.name in found and found[key.name][0][:-2] == expected[key.name][0][:-2]
+        ]
+        for key, (shape, dtype) in expected.items():
+            if found.get(key) == (tuple(shape), dtype):
+                continue
+            if key in other_frame_size:
+                raise ValueError(
+                    f"The replay in {path} stores observation {key!r} as {found[key][0]} {found[key][1]}, this model "
+                    f"as {tuple(shape)} {dtype} (images at image_size={self.config.image_size}): load it into a model "
+                    "with the image_size it was collected with, or start a new replay"
+                )
+            raise ValueError(
+                f"The replay's observations {found} do not match the model's {expected}: it was collected on another "
+                "env: load a replay of this env, or start a new one"
+            )
+        action_spec = self.policy.action_spec
+        for stream in actions:
+            if stream.dtype != np.float32 or stream.shape[1:] != (action_spec.size,):
+                raise ValueError(
+                    f"The replay's actions are {stream.dtype} of size {stream.shape[1:]}, but the model encodes "
+                    f"actions of {self.action_space} as float32 of size {action_spec.size}: it was collected on "
+                    "another env"
+                )
+            low, allowed = (0.0, "0 or 1 (one-hot)") if action_spec.discrete else (-1.0, "in [-1, 1]")
+            if not (np.isfinite(stream).all() and stream.min(initial=0) >= low and stream.max(initial=0) <= 1.0):
+                raise ValueError(
+                    f"The replay holds encoded actions outside {allowed} (min {stream.min():.3g}, max "
+                    f"{stream.max():.3g}): it was not written by JEPADreamer for this action space; store actions with "
+                    "ActionSpec.from_env"
+                )
 
     @classmethod
     def load(

@@ -33,6 +33,19 @@ def _is_grayscale_image(space: spaces.Space) -> bool:
     )
 
 
+def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 frames (..., H, W) -> uint8 frames (..., size, size): antialiased bilinear, rounded to the nearest
+    grey level. The one resize of the project: the replay stores its output and the policy acts on it.
+
+    Computed on the CPU in float32, one image plane at a time, so the pixels do not depend on the device, the
+    batch size or the channel layout; the result is on the frames' device.
+    """
+    *lead, height, width = frames.shape
+    planes = frames.detach().cpu().reshape(-1, 1, height, width).float()  # (N * C, 1, H, W)
+    resized = F.interpolate(planes, size=(size, size), mode="bilinear", antialias=True)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).reshape(*lead, size, size).to(frames.device)
+
+
 @dataclass(frozen=True)
 class ObsKey:
     """One observation entry: `kind` is "image" (uint8, channel-first or 2-D) or "vector" (flat float features)."""
@@ -115,18 +128,41 @@ class ObsSpec:
                     "gymnasium.wrappers.TransformObservation"
                 )
 
+    def stored_shapes(self, image_size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Shape and dtype of one step of each key as the replay stores it and the policy acts on it: images
+        uint8 at the model's resolution, (C, S, S) or (S, S) for 2-D grayscale; other keys as their space."""
+        return {
+            key.name: (
+                (*key.space.shape[:-2], image_size, image_size) if key.kind == "image" else key.space.shape,
+                np.dtype(key.space.dtype),
+            )
+            for key in self.keys
+        }
+
+    def resize_images(self, obs: dict[str, np.ndarray], image_size: int) -> dict[str, np.ndarray]:
+        """A batch of raw observations (N, ...) with its images at the model's resolution (`resize_frames`):
+        what `learn` stores and acts on. Other keys are passed through as they are."""
+        out = dict(obs)
+        for key in self.image_keys:
+            frames = obs[key.name]  # (N, C, H, W) or (N, H, W)
+            if frames.shape[-2:] != (image_size, image_size):
+                out[key.name] = resize_frames(torch.from_numpy(np.ascontiguousarray(frames)), image_size).numpy()
+        return out
+
     def preprocess(self, obs: dict[str, torch.Tensor], image_size: int) -> dict[str, torch.Tensor]:
-        """Raw observation tensors (N, ...) -> model inputs: images (N, C, S, S) in [-0.5, 0.5], vectors (N, F)."""
+        """Raw observation tensors (N, ...) -> model inputs: images (N, C, S, S) in [-0.5, 0.5], vectors (N, F).
+
+        Images not yet at the model's resolution (those given to `predict`) go through `resize_frames`, the resize
+        of what `learn` stores, so acting and training see the same pixels."""
         out = {}
         for key in self.keys:
             x = obs[key.name]
             if key.kind == "image":
+                if x.shape[-2:] != (image_size, image_size):
+                    x = resize_frames(x, image_size)
                 if x.dim() == 3:  # (N, H, W) grayscale
                     x = x.unsqueeze(1)
-                x = x.float() / 255.0 - 0.5
-                if x.shape[-2:] != (image_size, image_size):
-                    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True)
-                out[key.name] = x
+                out[key.name] = x.float() / 255.0 - 0.5
             elif isinstance(key.space, spaces.Discrete):
                 out[key.name] = F.one_hot((x.long() - int(key.space.start)).reshape(-1), int(key.space.n)).float()
             elif isinstance(key.space, spaces.MultiDiscrete):
