@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -38,8 +40,8 @@ def test_behavior_losses_do_not_touch_world_model(env_id, tiny_kwargs):
     n_trainable = len(world_model.trainable_parameters())
     for p in world_model.parameters():
         p.grad = None
-    actor_loss, critic_loss, _ = policy.behavior.loss(world_model, start, torch.ones(start.deter.shape[0]))
-    (actor_loss + critic_loss).backward()
+    loss, _ = policy.behavior.loss(world_model, start, torch.ones(start.deter.shape[0]))
+    loss.backward()
     assert all(p.grad is None for p in world_model.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.behavior.actor.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.behavior.critic.parameters())
@@ -48,6 +50,32 @@ def test_behavior_losses_do_not_touch_world_model(env_id, tiny_kwargs):
     policy.critic_optimizer.step()
     assert all(torch.equal(a, b) for a, b in zip(before, world_model.parameters()))
     assert len(world_model.trainable_parameters()) == n_trainable  # unfrozen again after imagination
+
+
+@pytest.mark.parametrize(
+    "overrides, terms",
+    [
+        ({}, {"dyn", "rep", "reward", "cont", "jepa", "jepa_multistep", "variance", "covariance", "inverse"}),
+        ({"anti_collapse": "barlow"}, {"dyn", "rep", "reward", "cont", "jepa", "jepa_multistep", "barlow", "inverse"}),
+        ({"representation": "reconstruction"}, {"dyn", "rep", "reward", "cont", "recon"}),
+    ],
+    ids=["jepa", "barlow", "reconstruction"],
+)
+def test_each_total_loss_is_the_scaled_sum_of_its_logged_terms(overrides, terms, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "Pendulum-v1", **{**tiny_kwargs, "kl_rep_scale": 0.3, **overrides})
+    model.learn(60)
+    policy = model.policy
+    parts = [policy.world_model, policy.behavior]
+    loss, metrics, post = policy.world_model.loss(sample_batch(model))
+    start = post.detach().flatten()
+    behavior_loss, behavior_metrics = policy.behavior.loss(policy.world_model, start, torch.ones(start.deter.shape[0]))
+    for part, total, logged, names in zip(parts, (loss, behavior_loss), (metrics, behavior_metrics),
+                                          (terms, {"policy", "entropy", "value", "slow_value"})):  # fmt: skip
+        assert {name for name in part.loss_scales if f"{name}_loss" in logged} == names
+        expected = sum(part.loss_scales[name] * logged[f"{name}_loss"] for name in names)
+        torch.testing.assert_close(total.detach(), expected)
+    assert policy.world_model.loss_scales["rep"] == 0.3
+    torch.testing.assert_close(metrics["model_loss"], loss.detach())
 
 
 def test_jepa_target_gets_no_gradient(trained):
@@ -212,3 +240,20 @@ def test_return_normalizer_ignores_a_non_finite_batch():
     low, high = norm.low.clone(), norm.high.clone()
     norm.update(torch.full((100,), float("nan")))
     assert torch.equal(norm.low, low) and torch.equal(norm.high, high)
+
+
+def test_every_config_field_is_documented():
+    """Each field of JEPADreamerConfig has a docstring (the string under it), which is what users read to tune."""
+    import ast
+    import inspect
+
+    from wm_agent.config import JEPADreamerConfig
+
+    body = ast.parse(inspect.getsource(JEPADreamerConfig)).body[0].body
+    documented = {
+        field.target.id
+        for field, after in zip(body, body[1:])
+        if isinstance(field, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+    }
+    fields = {field.name for field in dataclasses.fields(JEPADreamerConfig)}
+    assert fields - documented == set()

@@ -1,4 +1,14 @@
-"""wm-agent: a JEPA + Dreamer model-based agent that is a drop-in Stable-Baselines3 algorithm."""
+"""wm-agent: a JEPA + Dreamer model-based agent that is a drop-in Stable-Baselines3 algorithm.
+
+Shape letters, used in docstrings and ``# (B, T, D)`` comments throughout the package:
+
+- B: sequences in a replayed batch (`batch_size`); T: steps per sequence (`seq_len`)
+- N: a flat batch: envs when acting, imagination starts when imagining, B * T when a sequence batch is flattened
+- H: imagined steps (`horizon`); K: JEPA prediction steps ahead (`jepa_horizon`)
+- D: deterministic state (`deter`); S: categorical latents (`stoch`); C: classes per latent (`classes`)
+- E: embedding (`embed`); F: model features fed to heads, actor and critic (D + S * C); A: encoded action size
+- in image shapes only, (C, H, W) are channels, height and width, as in torch
+"""
 
 from wm_agent.config import PRESETS, JEPADreamerConfig, make_config
 from wm_agent.jepa_dreamer import JEPADreamer

@@ -20,6 +20,7 @@ from wm_agent.distributions import BoundedNormal, TwoHot, mode_one_hot, sample_o
 from wm_agent.precision import wide_autocast
 from wm_agent.spaces import ActionSpec
 from wm_agent.world_model.heads import TwoHotHead, mlp
+from wm_agent.world_model.losses import weighted_total
 from wm_agent.world_model.model import WorldModel
 from wm_agent.world_model.rssm import Latent
 
@@ -133,6 +134,14 @@ class Behavior(nn.Module):
         self.critic = TwoHotHead(cfg.feat_size, cfg.hidden, cfg.mlp_layers, cfg.num_bins)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.return_norm = ReturnNormalizer(cfg.return_norm_decay, cfg.return_norm_percentiles)
+        # the weight of every loss term in the total (see `weighted_total`): the actor's are the policy objective and
+        # the entropy bonus, the critic's the fit to the returns and to the slow critic
+        self.loss_scales = {
+            "policy": 1.0,
+            "entropy": cfg.entropy_scale,
+            "value": 1.0,
+            "slow_value": cfg.slow_critic_scale,
+        }
 
     def imagine(
         self, world_model: WorldModel, start: Latent, backprop: bool = False
@@ -154,8 +163,9 @@ class Behavior(nn.Module):
 
     def loss(
         self, world_model: WorldModel, start: Latent, start_cont: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Actor and critic losses from imagined rollouts that start at `start` (N) with continue flags (N,).
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Actor-critic loss (the actor's and the critic's terms summed: their weights do not overlap) and its
+        metrics, from imagined rollouts that start at `start` (N) with continue flags (N,).
 
         Discrete actions: REINFORCE on normalised advantages. Continuous actions: the normalised lambda-returns are
         backpropagated through the frozen world model into the actions (as Dreamer does). Either way no gradient
@@ -191,22 +201,25 @@ class Behavior(nn.Module):
             objective = returns / scale
         else:
             objective = policy.log_prob(actions) * ((returns - value[:-1]) / scale).detach()
-        actor_loss = -(weight * (objective + cfg.entropy_scale * entropy)).mean()
-
         value_dist = TwoHot(value_logits[:-1], self.critic.bins)
-        critic_nll = -value_dist.log_prob(returns.detach()) - cfg.slow_critic_scale * value_dist.log_prob(slow_value)
-        critic_loss = (weight * critic_nll).mean()
-
-        metrics = {
-            "actor_loss": actor_loss.detach(),
-            "critic_loss": critic_loss.detach(),
+        losses = {  # each (H, N) term weighted by the chance the imagined trajectory is still alive
+            "policy": -(weight * objective).mean(),
+            "entropy": -(weight * entropy).mean(),
+            "value": -(weight * value_dist.log_prob(returns.detach())).mean(),
+            "slow_value": -(weight * value_dist.log_prob(slow_value)).mean(),
+        }
+        loss, metrics = weighted_total(losses, self.loss_scales)
+        scales = self.loss_scales
+        metrics.update({
+            "actor_loss": (losses["policy"] + scales["entropy"] * losses["entropy"]).detach(),
+            "critic_loss": (losses["value"] + scales["slow_value"] * losses["slow_value"]).detach(),
             "actor_entropy": entropy.mean().detach(),
             "imagined_return": returns.mean().detach(),
             "imagined_reward": reward.mean().detach(),
             "imagined_cont": cont[1:].mean(),
             "return_scale": scale.clone(),
-        }
-        return actor_loss, critic_loss, metrics
+        })  # fmt: skip
+        return loss, metrics
 
     def update_slow_critic(self) -> None:
         polyak_update(self.critic.parameters(), self.slow_critic.parameters(), self.cfg.slow_critic_rate)

@@ -12,71 +12,128 @@ from wm_agent.precision import PRECISIONS
 
 @dataclass
 class JEPADreamerConfig:
-    """Every setting of the agent. Presets (`PRESETS`) change only the sizes and the compute budget."""
+    """Every setting of the agent, each documented below. Start from a preset (`make_config` / `PRESETS`: "small" is
+    these defaults) and override fields by name: ``JEPADreamer("MlpPolicy", env, train_ratio=64)``.
+
+    The settings to tune first: `train_ratio` (compute per env step), `learning_starts`, `model_lr`, `actor_lr`,
+    `critic_lr`, `horizon` and `gamma`. Shape letters in the docs follow the legend in `wm_agent`'s docstring.
+    """
 
     # --- sizes ---
-    deter: int = 128  # GRU (deterministic) state size
-    stoch: int = 16  # number of categorical latents
-    classes: int = 8  # classes per categorical latent
-    hidden: int = 128  # width of every MLP
-    mlp_layers: int = 2  # layers of the encoder, heads, actor and critic MLPs
-    embed: int = 128  # encoder output size (the JEPA embedding)
-    cnn_depth: int = 16  # channels of the first conv layer; multiplied by 2, 3, 4, 4
-    image_size: int = 64  # images are resized to this square size on the device
-    precision: str = "auto"  # "auto": bf16 autocast for the convolutions and the behavior heads over all imagined
-    # states where the hardware computes bf16 natively, float32 elsewhere; "float32"; or "bfloat16" (the whole
-    # update under bf16 autocast). A seed gives the same run on one machine in every mode.
-    compile: bool = False  # torch.compile the two loss functions; start-up takes minutes on a CPU (see RESULTS.md)
+    deter: int = 128
+    """Size D of the GRU's deterministic state."""
+    stoch: int = 16
+    """Number S of categorical latent variables in the stochastic state."""
+    classes: int = 8
+    """Classes C of each categorical latent (the stochastic state is S one-hots of C)."""
+    hidden: int = 128
+    """Width of every MLP layer (encoder, heads, actor, critic)."""
+    mlp_layers: int = 2
+    """Hidden layers of every MLP."""
+    embed: int = 128
+    """Size E of the encoder's output, the JEPA embedding."""
+    cnn_depth: int = 16
+    """Channels of the first conv layer of the image encoder; the next stages have 2, 3, 4 and 4 times as many."""
+    image_size: int = 64
+    """Images are resized to this square size (a multiple of 16) before they are stored and acted on."""
+    precision: str = "auto"
+    """"auto": bf16 autocast for the convolutions and the behavior heads over all imagined states where the hardware
+    computes bf16 natively, float32 elsewhere; "float32"; or "bfloat16" (the whole update under bf16 autocast).
+    A seed gives the same run on one machine in every mode."""
+    compile: bool = False
+    """torch.compile the two loss functions; start-up takes minutes on a CPU (see benchmarks/RESULTS.md)."""
 
     # --- replay and update schedule ---
-    buffer_size: int = 1_000_000  # env steps kept in the sequence replay
-    batch_size: int = 16  # sequences per update
-    seq_len: int = 32  # steps per sequence
-    train_ratio: float = 128.0  # replayed steps per env step (compute vs sample efficiency)
-    learning_starts: int = 1000  # env steps with random actions (see prefill_repeat_prob) before the first update
-    prefill_repeat_prob: float = 0.0  # chance a prefill step repeats its env's last random action
-    pretrain_updates: int = 0  # extra updates on the prefill data at the first training step
-    replay_dir: str | None = None  # folder for a disk-backed (memory-mapped) replay, for long image runs; None: memory
+    buffer_size: int = 1_000_000
+    """Env steps kept in the sequence replay (all envs together); the oldest are overwritten beyond it."""
+    batch_size: int = 16
+    """Sequences B per update."""
+    seq_len: int = 32
+    """Steps T per replayed sequence."""
+    train_ratio: float = 128.0
+    """Replayed steps per env step: the compute spent per env step (higher: more sample-efficient, slower)."""
+    learning_starts: int = 1000
+    """Env steps of random actions (see `prefill_repeat_prob`) before the first update."""
+    prefill_repeat_prob: float = 0.0
+    """Chance that a random prefill step repeats its env's previous action (longer random walks)."""
+    pretrain_updates: int = 0
+    """Extra updates on the prefill data at the first training step."""
+    replay_dir: str | None = None
+    """Folder for a disk-backed (memory-mapped) replay, for long image runs; None keeps the replay in memory."""
 
     # --- world model ---
-    representation: str = "jepa"  # "jepa" (predict target embeddings) or "reconstruction" (decoder)
+    representation: str = "jepa"
+    """"jepa" (predict the target encoder's embeddings) or "reconstruction" (a decoder predicts the observation)."""
     model_lr: float = 3e-4
+    """Adam learning rate of the world model."""
     model_grad_clip: float = 100.0
+    """Maximum global gradient norm of a world-model update."""
     unimix: float = 0.01
-    kl_free: float = 1.0  # free nats per step (KL below this is not penalised)
+    """Share of the uniform distribution mixed into every categorical (latents and discrete actions)."""
+    kl_free: float = 1.0
+    """Free nats per step: KL below this is not penalised."""
     kl_dyn_scale: float = 0.5
+    """Weight of the dynamics loss, KL(sg(posterior) || prior): trains the prior."""
     kl_rep_scale: float = 0.1
+    """Weight of the representation loss, KL(posterior || sg(prior)): keeps the posterior predictable."""
     reward_scale: float = 1.0
+    """Weight of the reward head's two-hot loss."""
     cont_scale: float = 1.0
-    num_bins: int = 255  # two-hot bins for reward and value, spread over symlog [-20, 20]
+    """Weight of the continue head's (episode goes on) loss."""
+    num_bins: int = 255
+    """Two-hot bins for reward and value, spread over symlog [-20, 20]."""
 
     # --- JEPA ---
-    jepa_target: str = "ema"  # "ema" (slow copy of the online encoder) or "stopgrad" (the online encoder, no grad)
-    jepa_target_rate: float = 0.05  # fraction of the online weights mixed into the target per update (1 = copy)
-    jepa_horizon: int = 3  # predict target embeddings k = 1..K steps ahead through the open-loop prior
+    jepa_target: str = "ema"
+    """Encoder of the prediction targets: "ema" (a slow copy of the online encoder) or "stopgrad" (the online one)."""
+    jepa_target_rate: float = 0.05
+    """Fraction of the online weights mixed into the EMA target per update (1 makes it a copy)."""
+    jepa_horizon: int = 3
+    """K: the open-loop prior also predicts the target embeddings k = 1..K steps ahead (0: same step only)."""
     jepa_scale: float = 1.0
-    anti_collapse: str = "vicreg"  # "vicreg" (variance + covariance), "barlow" (Barlow Twins) or "none"
+    """Weight of the JEPA prediction losses (same step and k steps ahead)."""
+    anti_collapse: str = "vicreg"
+    """Term that keeps embeddings from collapsing: "vicreg" (variance + covariance), "barlow" (Barlow Twins), "none"."""
     var_scale: float = 1.0
+    """Weight of VICReg's variance term (each embedding dimension's std kept near 1)."""
     cov_scale: float = 0.04
+    """Weight of VICReg's covariance term (embedding dimensions decorrelated)."""
     barlow_redundancy: float = 5e-3
-    inverse_scale: float = 1.0  # inverse-dynamics head: embeddings of t and t+1 predict the action
+    """Barlow Twins' weight of the off-diagonal (redundancy) part of its loss."""
+    inverse_scale: float = 1.0
+    """Weight of the inverse-dynamics head: the embeddings of t and t + 1 predict the action taken between them."""
 
     # --- behavior (imagination) ---
     horizon: int = 15
-    gamma: float = 0.99  # measured: learns CartPole/Pendulum faster than DreamerV3's 0.997 at our budgets
+    """Imagined steps H per rollout of the actor-critic."""
+    gamma: float = 0.99
+    """Discount of imagined returns (measured: learns CartPole and Pendulum faster than DreamerV3's 0.997 here)."""
     lam: float = 0.95
+    """Lambda of the lambda-returns (0: one-step bootstrap, 1: Monte Carlo over the horizon)."""
     actor_lr: float = 3e-5
-    critic_lr: float = 3e-4  # measured: 1e-4 lags (CartPole falls back after 5k steps), 3e-4 holds 500 on 3 seeds
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critic (measured: 1e-4 lags on CartPole, 3e-4 holds 500 on 3 seeds)."""
     ac_grad_clip: float = 100.0
-    max_skipped_updates: int = 10  # updates in a row skipped for a NaN/inf loss or gradient before learn() stops
+    """Maximum gradient norm of the actor's and of the critic's update (each clipped on its own)."""
+    max_skipped_updates: int = 10
+    """Updates in a row skipped for a NaN or inf loss or gradient before learn() stops with FloatingPointError."""
     entropy_scale: float = 3e-4
+    """Weight of the actor's entropy bonus (on normalised returns)."""
     slow_critic_rate: float = 0.02
-    slow_critic_scale: float = 1.0  # critic regulariser toward the slow critic's prediction
+    """Fraction of the critic's weights mixed into the slow critic per update."""
+    slow_critic_scale: float = 1.0
+    """Weight of the critic's regulariser toward the slow critic's prediction."""
     return_norm_decay: float = 0.99
+    """Decay of the running percentiles that normalise returns for the actor."""
     return_norm_percentiles: tuple[float, float] = (0.05, 0.95)
+    """Returns are divided by the spread between these percentiles (at least 1), as in DreamerV3."""
     min_std: float = 0.1
+    """Lowest std of the continuous actor's normal (in [-1, 1] action units)."""
     max_std: float = 1.0
-    imagine_starts: int = 256  # posterior states used as imagination starts (0 = all B*T)
+    """Highest std of the continuous actor's normal."""
+    imagine_starts: int = 256
+    """Posterior states sampled as imagination starts N per update (0: all B * T)."""
 
     def __post_init__(self) -> None:
         if self.max_skipped_updates < 1:
@@ -111,7 +168,8 @@ class JEPADreamerConfig:
         return dataclasses.asdict(self)
 
 
-# Sizes for each preset. "small" is the default: chosen for a 2-core laptop CPU.
+# Each preset's changes to the defaults: mostly sizes and the compute budget; "large" also lowers the learning rates,
+# as DreamerV3 does for its large models. "small" is the default, chosen for a 2-core laptop CPU.
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(  # unit tests and smoke runs
         deter=32, stoch=4, classes=4, hidden=32, mlp_layers=1, embed=32, cnn_depth=4, batch_size=4, seq_len=8,

@@ -474,10 +474,10 @@ class JEPADreamer(BaseAlgorithm):
                 keep = torch.randperm(start_cont.shape[0], device=self.device)[: cfg.imagine_starts]
                 start, start_cont = start.select(keep), start_cont[keep]
             with update_autocast(self.device, cfg.precision):
-                actor_loss, critic_loss, behavior_metrics = policy.behavior_loss(policy.world_model, start, start_cont)
+                behavior_loss, behavior_metrics = policy.behavior_loss(policy.world_model, start, start_cont)
             policy.actor_optimizer.zero_grad(set_to_none=True)
             policy.critic_optimizer.zero_grad(set_to_none=True)
-            (actor_loss + critic_loss).backward()
+            behavior_loss.backward()
             behavior_metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(
                 policy.behavior.actor.parameters(), cfg.ac_grad_clip
             )

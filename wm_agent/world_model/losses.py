@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 
@@ -67,3 +69,16 @@ def inverse_dynamics_loss(
         return torch.stack(losses, -1).sum(-1), torch.stack(correct, -1).all(-1).float()
     error = (logits_or_mean.tanh() - action).square()
     return error.sum(-1), (error.sqrt() < 0.1).all(-1).float()
+
+
+def weighted_total(
+    losses: dict[str, torch.Tensor], scales: Mapping[str, float]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The one place a model's loss is assembled: ``sum(scales[name] * losses[name])`` over the named scalar terms,
+    and each term's value as the metric ``{name}_loss``. Every term needs a scale (a missing one raises), so a new
+    term cannot be summed without being logged, or logged without being summed."""
+    missing = set(losses) - set(scales)
+    if missing:
+        raise KeyError(f"loss terms without a scale: {sorted(missing)}")
+    total = sum(scales[name] * term for name, term in losses.items())
+    return total, {f"{name}_loss": term.detach() for name, term in losses.items()}

@@ -16,7 +16,7 @@ from wm_agent.distributions import bernoulli_log_prob
 from wm_agent.spaces import ActionSpec, ObsSpec
 from wm_agent.world_model.encoders import ObsDecoder, ObsEncoder
 from wm_agent.world_model.heads import TwoHotHead, mlp
-from wm_agent.world_model.losses import barlow_twins, inverse_dynamics_loss, kl_balance, vicreg_terms
+from wm_agent.world_model.losses import barlow_twins, inverse_dynamics_loss, kl_balance, vicreg_terms, weighted_total
 from wm_agent.world_model.rssm import RSSM, Latent
 
 if TYPE_CHECKING:  # the replay's batch type only: the world model does not depend on the replay
@@ -46,6 +46,20 @@ class WorldModel(nn.Module):
             self.inverse_head = mlp(2 * cfg.embed, cfg.hidden, cfg.mlp_layers, action_spec.size)
         else:
             self.decoder = ObsDecoder(obs_spec, cfg)
+        # the weight of every loss term in the total (see `weighted_total`); a term absent from a variant is unused
+        self.loss_scales = {
+            "dyn": cfg.kl_dyn_scale,
+            "rep": cfg.kl_rep_scale,
+            "reward": cfg.reward_scale,
+            "cont": cfg.cont_scale,
+            "jepa": cfg.jepa_scale,
+            "jepa_multistep": cfg.jepa_scale,
+            "variance": cfg.var_scale,
+            "covariance": cfg.cov_scale,
+            "barlow": 1.0,  # its redundancy weight is inside the term (barlow_redundancy)
+            "inverse": cfg.inverse_scale,
+            "recon": 1.0,
+        }
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -77,44 +91,38 @@ class WorldModel(nn.Module):
         feat = post.feat  # (B, T, F)
 
         dyn, rep, kl = kl_balance(post_logits, prior_logits, cfg.kl_free)
-        reward_nll = -self.reward_head(feat).log_prob(reward)
         cont_target = 1.0 - batch.terminated.float()
-        cont_nll = -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target)
-        loss = (
-            cfg.kl_dyn_scale * dyn.mean()
-            + cfg.kl_rep_scale * rep.mean()
-            + cfg.reward_scale * reward_nll.mean()
-            + cfg.cont_scale * cont_nll.mean()
-        )
-        metrics = {
+        losses = {  # scalar terms, weighed by `loss_scales`
+            "dyn": dyn.mean(),
+            "rep": rep.mean(),
+            "reward": -self.reward_head(feat).log_prob(reward).mean(),
+            "cont": -bernoulli_log_prob(self.cont_head(feat).squeeze(-1), cont_target).mean(),
+        }
+        diagnostics = {
             "kl": kl.mean(),
-            "dyn_loss": dyn.mean().detach(),
-            "rep_loss": rep.mean().detach(),
-            "reward_loss": reward_nll.mean().detach(),
-            "cont_loss": cont_nll.mean().detach(),
             "post_entropy": latent_entropy(post_logits.detach()),
             "prior_entropy": latent_entropy(prior_logits.detach()),
         }
         if cfg.representation == "jepa":
-            jepa_loss, jepa_metrics = self._jepa_loss(obs, embed, post, action, is_first)
-            loss = loss + jepa_loss
-            metrics.update(jepa_metrics)
+            jepa_losses, jepa_diagnostics = self._jepa_losses(obs, embed, post, action, is_first)
+            losses.update(jepa_losses)
+            diagnostics.update(jepa_diagnostics)
         else:
-            recon = self.decoder.loss(feat.reshape(batch_size * length, -1), obs).mean()
-            loss = loss + recon
-            metrics["recon_loss"] = recon.detach()
-            metrics.update(embedding_stats(embed))
-        metrics["model_loss"] = loss.detach()
+            losses["recon"] = self.decoder.loss(feat.reshape(batch_size * length, -1), obs).mean()
+            diagnostics.update(embedding_stats(embed))
+        loss, metrics = weighted_total(losses, self.loss_scales)
+        metrics.update(diagnostics, model_loss=loss.detach())
         return loss, metrics, post
 
-    def _jepa_loss(
+    def _jepa_losses(
         self,
         obs: dict[str, torch.Tensor],
         embed: torch.Tensor,
         post: Latent,
         action: torch.Tensor,
         is_first: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The JEPA loss terms (same-step and k-step prediction, anti-collapse, inverse dynamics) and diagnostics."""
         cfg = self.cfg
         batch_size, length = is_first.shape
         K = cfg.jepa_horizon
@@ -148,32 +156,25 @@ class WorldModel(nn.Module):
             min=1.0
         )
 
+        losses = {"jepa": same_step.mean(), "jepa_multistep": multi_step}
         if cfg.anti_collapse == "vicreg":
-            variance, covariance = vicreg_terms(embed)
-            anti_collapse = cfg.var_scale * variance + cfg.cov_scale * covariance
+            losses["variance"], losses["covariance"] = vicreg_terms(embed)
         elif cfg.anti_collapse == "barlow":
             prediction = self.predictor(post.feat).reshape(-1, cfg.embed)
-            anti_collapse = barlow_twins(prediction, target.reshape(-1, cfg.embed), cfg.barlow_redundancy)
-        else:
-            anti_collapse = embed.new_zeros(())
+            losses["barlow"] = barlow_twins(prediction, target.reshape(-1, cfg.embed), cfg.barlow_redundancy)
 
         # inverse dynamics: embeddings of t and t + 1 predict the action stored at t + 1 (taken at t)
         embed_seq = embed.reshape(batch_size, length, -1)
         inverse_logits = self.inverse_head(torch.cat([embed_seq[:, :-1], embed_seq[:, 1:]], -1))
         inverse_nll, inverse_acc = inverse_dynamics_loss(inverse_logits, action[:, 1:], self.action_spec.nvec)
-        inverse = (inverse_nll * continuing).sum() / continuing.sum().clamp(min=1.0)
+        losses["inverse"] = (inverse_nll * continuing).sum() / continuing.sum().clamp(min=1.0)
         inverse_acc = (inverse_acc * continuing).sum() / continuing.sum().clamp(min=1.0)
 
-        loss = cfg.jepa_scale * (same_step.mean() + multi_step) + anti_collapse + cfg.inverse_scale * inverse
-        metrics = {
-            "jepa_loss": same_step.mean().detach(),
-            "jepa_multistep_loss": multi_step.detach(),
+        diagnostics = {
             # the prior's 1-step prediction and the trivial 'repeat the last embedding' on the same targets
             "jepa_prior_1step_loss": one_step,
             "jepa_copy_last_baseline": copy_last,
-            "anti_collapse_loss": anti_collapse.detach(),
-            "inverse_loss": inverse.detach(),
             "inverse_accuracy": inverse_acc.detach(),
             **embedding_stats(embed),
         }
-        return loss, metrics
+        return losses, diagnostics
