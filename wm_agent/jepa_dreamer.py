@@ -728,8 +728,10 @@ class JEPADreamer(BaseAlgorithm):
         if pickled_entries(data):
             if not allow_pickle:
                 refuse_pickled(path, data, custom_objects)
-            model = cls._load_pickled(path, data, env, device, custom_objects, print_system_info, force_reset,
-                                      overrides, kwargs)  # fmt: skip
+            if overrides:  # the config is pickled in these files: the caller allowed unpickling it
+                saved = upgrade_config(json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"])
+                kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
+            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         else:
             model = cls._load_json(path, data, env, device, custom_objects, print_system_info, overrides, kwargs)
         if overrides:  # the optimizers' saved state carries the old learning rates
@@ -791,25 +793,6 @@ class JEPADreamer(BaseAlgorithm):
         if name in ("ep_info_buffer", "ep_success_buffer") and value is not None:  # None before the first learn()
             return deque(value, maxlen=data.get("_stats_window_size", 100))
         return value
-
-    @classmethod
-    def _load_pickled(
-        cls: type[SelfJEPADreamer],
-        path: pathlib.Path | io.BufferedIOBase,
-        data: dict[str, Any],
-        env: GymEnv | None,
-        device: torch.device | str,
-        custom_objects: dict[str, Any] | None,
-        print_system_info: bool,
-        force_reset: bool,
-        overrides: dict[str, Any],
-        kwargs: dict[str, Any],
-    ) -> SelfJEPADreamer:
-        """SB3's own load, for files with pickled entries (wm-agent 0.1): the caller allowed unpickling."""
-        if overrides:
-            saved = upgrade_config(json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"])
-            kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def _get_model_size(self) -> int:
         return sum(p.numel() for p in self.policy.parameters())
