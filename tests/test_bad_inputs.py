@@ -62,9 +62,14 @@ def rewritten_replay(folder: pathlib.Path, change: Callable) -> pathlib.Path:
 # --- spaces and settings -------------------------------------------------------------------------------
 
 
-@case("unsupported observation space", ValueError, r"does not support the observation space .* use Box")
+@case("unsupported observation space", ValueError, r"does not support the observation space Graph.*FilterObservation")
 def _(tmp):
-    JEPADreamer("MlpPolicy", env_of(spaces.Tuple([BOX, BOX])))
+    JEPADreamer("MlpPolicy", env_of(spaces.Graph(BOX, None)))
+
+
+@case("Tuple observations in a VecEnv", ValueError, r"only from a Gymnasium env.*FlatDictObservation")
+def _(tmp):
+    JEPADreamer("MlpPolicy", make_vec_env(lambda: env_of(spaces.Tuple([BOX, BOX]))))
 
 
 @case("unsupported action space", ValueError, r"does not support the action space .* use Discrete, Box")

@@ -292,8 +292,8 @@ def test_truncation_is_not_terminal(tiny_kwargs):
 @pytest.mark.parametrize(
     "obs_space, action_space, match",
     [
-        (spaces.Tuple([spaces.Discrete(2)]), spaces.Discrete(2), "observation space"),
-        (spaces.Dict({"a": spaces.Dict({"b": spaces.Discrete(2)})}), spaces.Discrete(2), "observation key 'a'"),
+        (spaces.Graph(spaces.Box(-1, 1, (2,)), None), spaces.Discrete(2), "observation space Graph.*FilterObservation"),
+        (spaces.Dict({"a": spaces.Sequence(spaces.Discrete(2))}), spaces.Discrete(2), "observation key 'a'"),
         (spaces.Box(-1, 1, (2,)), spaces.Box(-np.inf, np.inf, (2,)), "finite bounds"),
     ],
 )

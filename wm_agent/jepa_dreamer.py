@@ -55,7 +55,14 @@ from wm_agent.replay import (
     step_bytes,
     write_replay,
 )
-from wm_agent.spaces import ActionSpec, CheckedObservations, ObsSpec
+from wm_agent.spaces import (
+    ActionSpec,
+    CheckedObservations,
+    FlatDictObservation,
+    ObsSpec,
+    needs_flattening,
+    warn_about_reading,
+)
 from wm_agent.version import __version__
 
 SelfJEPADreamer = TypeVar("SelfJEPADreamer", bound="JEPADreamer")
@@ -104,8 +111,14 @@ class JEPADreamer(BaseAlgorithm):
         if env is not None:
             # fail before SB3 wraps the env, with the unsupported space named
             env = maybe_make_env(env, verbose)
-            ObsSpec(env.observation_space)
+            if not isinstance(env, VecEnv) and needs_flattening(env.observation_space):
+                env = FlatDictObservation(env)
+            obs_spec = ObsSpec(env.observation_space)
             ActionSpec(env.action_space)
+            if _init_setup_model:  # a new agent, not one being loaded
+                warn_about_reading(obs_spec, policy, self.config.image_size)
+            if obs_spec.is_dict and policy in self.policy_aliases:
+                policy = "MultiInputPolicy"  # the one name SB3 accepts for a Dict; all three name one policy
         super().__init__(
             policy,
             env,
@@ -133,7 +146,10 @@ class JEPADreamer(BaseAlgorithm):
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """SB3's wrapping, with a check of each observation a single env returns (`CheckedObservations`)."""
         if not isinstance(env, VecEnv):
-            env = CheckedObservations(_patch_env(env))
+            env = _patch_env(env)
+            if needs_flattening(env.observation_space):
+                env = FlatDictObservation(env)
+            env = CheckedObservations(env)
         return BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
 
     def _get_policy_from_name(self, policy_name: str) -> type[JEPADreamerPolicy]:

@@ -19,7 +19,7 @@ from wm_agent.behavior import Behavior
 from wm_agent.checkpoint import FORMAT_VERSION, space_from_json, space_to_json, unsafe_tensor_file_error
 from wm_agent.config import JEPADreamerConfig, config_from_dict
 from wm_agent.files import atomic_path
-from wm_agent.spaces import ActionSpec, ObsSpec
+from wm_agent.spaces import ActionSpec, ObsSpec, flatten_obs
 from wm_agent.version import __version__
 from wm_agent.world_model.model import WorldModel
 from wm_agent.world_model.rssm import Latent
@@ -147,6 +147,10 @@ class JEPADreamerPolicy(BasePolicy):
         Pass back the returned `state`, and `episode_start` (True where an episode begins), as with RecurrentPPO.
         """
         self.set_training_mode(False)
+        if self.obs_spec.is_dict and isinstance(observation, (tuple, dict)):  # Tuple and nested: as FlatDictObservation
+            flat = flatten_obs(observation)
+            if all(key.name in flat for key in self.obs_spec.keys):
+                observation = {key.name: flat[key.name] for key in self.obs_spec.keys}
         if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
             raise ValueError(
                 "predict() got a tuple (obs, info): `obs, info = env.reset()` is the Gymnasium API, "

@@ -7,6 +7,7 @@ MultiBinary, values in [-1, 1] for Box.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,71 @@ from stable_baselines3.common.preprocessing import is_image_space
 SUPPORTED_OBS_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 OBS_KEY = "obs"  # the key of a non-Dict observation
+SMALLEST_IMAGE = 16  # uint8 frames with a side under this (symbolic grids, e.g. MiniGrid's 7x7x3) are vectors
+STRUCTURES = (spaces.Dict, spaces.Tuple)
+
+
+def flatten_space(space: spaces.Space, prefix: str = "") -> tuple[dict[str, spaces.Space], list[str]]:
+    """Nested Dict and Tuple spaces -> (flat {dotted key: leaf space}, the dotted keys of the Text leaves left out).
+
+    Tuple entries are keyed by their index: ``Tuple(Box, Dict(pos=Box))`` -> ``{"0": Box, "1.pos": Box}``.
+    """
+    if not isinstance(space, STRUCTURES):
+        return ({}, [prefix or OBS_KEY]) if isinstance(space, spaces.Text) else ({prefix or OBS_KEY: space}, [])
+    children = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+    leaves: dict[str, spaces.Space] = {}
+    dropped: list[str] = []
+    for name, child in children:
+        child_leaves, child_dropped = flatten_space(child, f"{prefix}{name}" if not prefix else f"{prefix}.{name}")
+        leaves.update(child_leaves)
+        dropped += child_dropped
+    return leaves, dropped
+
+
+def flatten_obs(obs: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict / tuple observation -> {dotted key: leaf}, keyed as `flatten_space` keys its space."""
+    if isinstance(obs, dict):
+        children = obs.items()
+    elif isinstance(obs, tuple):
+        children = enumerate(obs)
+    else:
+        return {prefix or OBS_KEY: obs}
+    flat: dict[str, Any] = {}
+    for name, child in children:
+        flat.update(flatten_obs(child, f"{prefix}{name}" if not prefix else f"{prefix}.{name}"))
+    return flat
+
+
+def needs_flattening(space: spaces.Space) -> bool:
+    """A Tuple, a Dict holding a Dict, Tuple or Text, or a Text: what SB3's VecEnvs and policies cannot take."""
+    if isinstance(space, (spaces.Tuple, spaces.Text)):
+        return True
+    return isinstance(space, spaces.Dict) and any(isinstance(s, (*STRUCTURES, spaces.Text)) for s in space.values())
+
+
+class FlatDictObservation(gym.ObservationWrapper):
+    """Tuple and nested observations as one flat Dict keyed as `flatten_space` keys them; Text entries are left
+    out with a warning that names them. JEPADreamer wraps a Gymnasium env with it when its space needs it."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        leaves, dropped = flatten_space(env.observation_space)
+        if dropped:
+            warnings.warn(
+                f"JEPADreamer leaves out the Text observation entries {dropped}: it does not read text. If the "
+                "agent needs them, map each text to a Discrete index or an embedding in an ObservationWrapper",
+                stacklevel=2,
+            )
+        if not leaves:
+            raise ValueError(
+                f"The observation space {env.observation_space} holds only text: JEPADreamer needs numbers; map "
+                "the text to a Discrete index or an embedding in an ObservationWrapper"
+            )
+        self.observation_space = spaces.Dict(leaves)
+
+    def observation(self, observation: Any) -> dict[str, Any]:
+        flat = flatten_obs(observation)
+        return {key: flat[key] for key in self.observation_space.spaces}
 
 
 def _is_grayscale_image(space: spaces.Space) -> bool:
@@ -31,6 +97,15 @@ def _is_grayscale_image(space: spaces.Space) -> bool:
         and np.all(space.low == 0)
         and np.all(space.high == 255)
     )
+
+
+def _frame_size(space: spaces.Box) -> tuple[int, int]:
+    """(height, width) of a uint8 frame space: 2-D, channel-first (C, H, W) or channel-last (H, W, C), the
+    channels being the smallest of the first and last dims."""
+    shape = space.shape
+    if len(shape) == 2:
+        return shape
+    return shape[1:] if shape[0] <= shape[-1] else shape[:2]
 
 
 def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -60,6 +135,12 @@ class ObsSpec:
     """The observation entries of a space, checked once at construction."""
 
     def __init__(self, observation_space: spaces.Space) -> None:
+        if needs_flattening(observation_space):
+            raise ValueError(
+                f"JEPADreamer reads Tuple, nested and Text observation spaces ({observation_space}) only from a "
+                "Gymnasium env, which it wraps with wm_agent.spaces.FlatDictObservation: pass the env itself, or "
+                "wrap each env of your VecEnv with FlatDictObservation (or gymnasium.wrappers.FlattenObservation)"
+            )
         if isinstance(observation_space, spaces.Dict):
             items = list(observation_space.spaces.items())
             if not items:
@@ -72,13 +153,18 @@ class ObsSpec:
                 where = f"observation key {name!r}" if isinstance(observation_space, spaces.Dict) else "observation"
                 raise ValueError(
                     f"JEPADreamer does not support the {where} space {space}: use Box, Discrete, MultiDiscrete, "
-                    "MultiBinary or a flat Dict of these"
+                    "MultiBinary, or Dicts and Tuples of these; drop the entry with gymnasium.wrappers."
+                    "FilterObservation, or make it one Box with gymnasium.wrappers.FlattenObservation"
                 )
             self.keys.append(self._describe(name, space))
         self.is_dict = isinstance(observation_space, spaces.Dict)
 
     @staticmethod
     def _describe(name: str, space: spaces.Space) -> ObsKey:
+        is_frame = is_image_space(space, check_channels=False) or _is_grayscale_image(space)
+        if is_frame and min(_frame_size(space)) < SMALLEST_IMAGE:
+            # a symbolic grid (e.g. MiniGrid's 7x7x3 codes): read at its own resolution by the MLP, not upscaled
+            return ObsKey(name, "vector", space, int(np.prod(space.shape)))
         if is_image_space(space, check_channels=False):
             # the model sees images channel-first, as SB3's CNN policies do: SB3 transposes channel-last envs
             # (VecTransposeImage) before the policy is built, and `predict` transposes channel-last observations
@@ -258,3 +344,29 @@ class CheckedObservations(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         return self._checked(obs), reward, terminated, truncated, info
+
+
+def warn_about_reading(obs_spec: ObsSpec, policy: Any, image_size: int) -> None:
+    """Warn where the model reads observations otherwise than the user may expect: a policy name that does not
+    match the encoder the space gets, and frames whose aspect ratio the square resize does not keep."""
+    if obs_spec.is_dict:
+        chosen, how = "MultiInputPolicy", "each key by its own kind"
+    elif obs_spec.image_keys:
+        chosen, how = "CnnPolicy", "a CNN"
+    else:
+        small = obs_spec.keys[0].space.shape if isinstance(obs_spec.keys[0].space, spaces.Box) else None
+        chosen, how = "MlpPolicy", "an MLP" + (f" (frames of {small} are under {SMALLEST_IMAGE} pixels a side: "
+                                              "read as symbolic grids, not upscaled)" if small and len(small) > 1
+                                              else "")  # fmt: skip
+    if isinstance(policy, str) and policy != chosen:
+        warnings.warn(f"{policy} was given, but the encoder follows the observation space: it is read with {how}, "
+                      f"as {chosen} names it", stacklevel=3)  # fmt: skip
+    for key in obs_spec.image_keys:
+        height, width = _frame_size(key.space)
+        if height != width:
+            warnings.warn(
+                f"Frames{f' of key {key.name!r}' if obs_spec.is_dict else ''} of {height}x{width} are resized to "
+                f"{image_size}x{image_size}: their aspect ratio is not kept (crop or pad them to a square with an "
+                "ObservationWrapper if it matters)",
+                stacklevel=3,
+            )
