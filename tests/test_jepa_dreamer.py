@@ -567,6 +567,12 @@ def test_non_finite_updates_are_skipped_then_stop_learning_with_the_last_good_we
     assert all(torch.equal(p, w) for p, w in zip(saved.policy.parameters(), weights))
 
 
+def test_the_chosen_replay_size_is_logged(capsys, tiny_kwargs):
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", verbose=1, **tiny_kwargs)
+    model.learn(30)
+    assert "Replay: up to 1,000,000 steps of 30 bytes (0.03 GB), in memory" in capsys.readouterr().out
+
+
 def test_replay_grows_with_the_run_and_keeps_every_step(tiny_kwargs):
     model = JEPADreamer("MlpPolicy", "CartPole-v1", **tiny_kwargs)  # buffer_size 1M: a short run reserves little
     model.learn(100)

@@ -190,6 +190,12 @@ class JEPADreamer(BaseAlgorithm):
             initial=min(capacity, self._replay_entries(run_steps)),
             directory=cfg.replay_dir,
         )
+        per_step = step_bytes(self._stored_shapes(), self.policy.action_spec.size)
+        where = f"memory-mapped in {cfg.replay_dir}" if cfg.replay_dir else "in memory"
+        self.logger.record("replay/capacity_steps", capacity, exclude="tensorboard")
+        if self.verbose >= 1:
+            size = f"{capacity:,} steps of {per_step:,} bytes ({capacity * per_step / 1e9:.2f} GB)"
+            print(f"Replay: up to {size}, {where}")
 
     def _stored_shapes(self) -> ObsShapes:
         """What one replayed step of each observation key is: images uint8 at the model's resolution."""
