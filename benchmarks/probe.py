@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from wm_agent import JEPADreamer
-from wm_agent.common import register_project_envs
+from wm_agent.common import policy_for, register_project_envs
 
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 TRAIN_FRACTION = 0.7
@@ -95,7 +95,8 @@ def probe_runs(runs_dir: Path, steps: int, seed: int, env_ids: list[str] | None 
         candidates = [(label, record["spec"]["seed"], model)]
         if (env_id, label) not in untrained_done:  # the floor: same config, no training
             untrained_done.add((env_id, label))
-            untrained = JEPADreamer("MlpPolicy", env_id, config=model.config, seed=0, device="cpu")
+            policy = policy_for(model.observation_space)
+            untrained = JEPADreamer(policy, env_id, config=model.config, seed=0, device="cpu")
             candidates.append((f"{label} (untrained)", 0, untrained))
         for name, run_seed, agent in candidates:
             features, states = rollout_features(agent, env_id, steps, seed)

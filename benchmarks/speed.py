@@ -30,11 +30,12 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# case -> (env id, keyword overrides of the preset); the image case uses 64x64x3 frames of pixel CartPole
-CASES: dict[str, tuple[str, dict]] = {
-    "vector": ("CartPole-v1", {}),
-    "image": ("wm/PixelCartPole-v0", {}),
-    "continuous": ("Pendulum-v1", {}),
+# case -> (env id, policy name, keyword overrides of the preset); the image case uses 64x64x3 frames of pixel
+# CartPole. The policy name is spelled out: the other side may be a revision without wm_agent.common.policy_for.
+CASES: dict[str, tuple[str, str, dict]] = {
+    "vector": ("CartPole-v1", "MlpPolicy", {}),
+    "image": ("wm/PixelCartPole-v0", "CnnPolicy", {}),
+    "continuous": ("Pendulum-v1", "MlpPolicy", {}),
 }
 
 
@@ -65,8 +66,8 @@ def worker(case: str, preset: str, threads: int, overrides: dict) -> None:
     import wm_agent
     from wm_agent import JEPADreamer
 
-    env_id, case_overrides = CASES[case]
-    model = JEPADreamer("MlpPolicy", env_id, preset=preset, seed=0, **{**case_overrides, **overrides})
+    env_id, policy, case_overrides = CASES[case]
+    model = JEPADreamer(policy, env_id, preset=preset, seed=0, **{**case_overrides, **overrides})
     cfg = model.config
     model.learn(cfg.learning_starts + 64)  # prefill, then a few updates (one-off allocations, lazy inits)
     try:

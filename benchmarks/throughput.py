@@ -25,6 +25,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from torch.utils.flop_counter import FlopCounterMode
 
 from wm_agent import JEPADreamer
+from wm_agent.common import policy_for
 
 OBS_KINDS = {
     "vector": gym.spaces.Box(-1, 1, (8,), np.float32),
@@ -73,7 +74,8 @@ def matmul_peak_gflops(
 
 def measure(preset: str, obs_kind: str, device: str, updates: int, act_steps: int, overrides: dict) -> dict:
     env = make_vec_env(lambda: RandomEnv(OBS_KINDS[obs_kind]), n_envs=1, seed=0)
-    model = JEPADreamer("MlpPolicy", env, preset=preset, seed=0, device=device, learning_starts=10**9, **overrides)
+    policy = policy_for(env.observation_space)
+    model = JEPADreamer(policy, env, preset=preset, seed=0, device=device, learning_starts=10**9, **overrides)
     cfg = model.config
     # fill the replay with enough steps to sample sequences, acting with the policy (no updates yet)
     start = time.perf_counter()
