@@ -84,6 +84,8 @@ def test_minigrid_with_the_wrapper_the_error_names(tmp_path):
 
     model = learn_predict_reload(make_env, "MultiInputPolicy", tmp_path)
     assert kinds(model) == {"direction": "vector", "image": "vector"}  # the 7x7x3 grid is read by the MLP, not upscaled
+    raw, _ = gym.make("MiniGrid-Empty-5x5-v0").reset(seed=1)
+    model.predict(raw, deterministic=True)  # the unwrapped env's observation: its extra 'mission' entry is not read
 
 
 def test_minigrid_image_only_wrapper(tmp_path):
