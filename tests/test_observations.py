@@ -54,6 +54,18 @@ def test_a_nested_space_with_text_learns_with_a_warning_that_names_the_text():
     assert np.shape(actions) == () and state[0].shape[0] == 1
 
 
+def test_any_space_of_strings_counts_as_text():
+    class MissionSpace(gym.Space[str]):  # as MiniGrid's: a Space[str] that is not a spaces.Text
+        def sample(self, mask=None):
+            return "get to the goal"
+
+        def contains(self, x):
+            return isinstance(x, str)
+
+    leaves, dropped = flatten_space(spaces.Dict({"mission": MissionSpace(), "image": GRID}))
+    assert list(leaves) == ["image"] and dropped == ["mission"]
+
+
 def test_a_vec_env_of_tuples_and_unsupported_leaves_name_the_wrapper_that_fixes_them():
     vec_env = make_vec_env(lambda: SpaceEnv(spaces.Tuple([spaces.Discrete(3)] * 2), spaces.Discrete(2)))
     with pytest.raises(ValueError, match="FlatDictObservation"):

@@ -7,6 +7,7 @@ MultiBinary, values in [-1, 1] for Box.
 
 from __future__ import annotations
 
+import typing
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +26,21 @@ SMALLEST_IMAGE = 16  # uint8 frames with a side under this (symbolic grids, e.g.
 STRUCTURES = (spaces.Dict, spaces.Tuple)
 
 
+def is_text_space(space: spaces.Space) -> bool:
+    """A space of strings: Gymnasium's Text, or any ``Space[str]`` (e.g. MiniGrid's MissionSpace)."""
+    if isinstance(space, spaces.Text):
+        return True
+    bases = (base for cls in type(space).__mro__ for base in getattr(cls, "__orig_bases__", ()))
+    return any(typing.get_origin(base) is spaces.Space and typing.get_args(base) == (str,) for base in bases)
+
+
 def flatten_space(space: spaces.Space, prefix: str = "") -> tuple[dict[str, spaces.Space], list[str]]:
     """Nested Dict and Tuple spaces -> (flat {dotted key: leaf space}, the dotted keys of the Text leaves left out).
 
     Tuple entries are keyed by their index: ``Tuple(Box, Dict(pos=Box))`` -> ``{"0": Box, "1.pos": Box}``.
     """
     if not isinstance(space, STRUCTURES):
-        return ({}, [prefix or OBS_KEY]) if isinstance(space, spaces.Text) else ({prefix or OBS_KEY: space}, [])
+        return ({}, [prefix or OBS_KEY]) if is_text_space(space) else ({prefix or OBS_KEY: space}, [])
     children = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
     leaves: dict[str, spaces.Space] = {}
     dropped: list[str] = []
@@ -58,9 +67,9 @@ def flatten_obs(obs: Any, prefix: str = "") -> dict[str, Any]:
 
 def needs_flattening(space: spaces.Space) -> bool:
     """A Tuple, a Dict holding a Dict, Tuple or Text, or a Text: what SB3's VecEnvs and policies cannot take."""
-    if isinstance(space, (spaces.Tuple, spaces.Text)):
+    if isinstance(space, spaces.Tuple) or is_text_space(space):
         return True
-    return isinstance(space, spaces.Dict) and any(isinstance(s, (*STRUCTURES, spaces.Text)) for s in space.values())
+    return isinstance(space, spaces.Dict) and any(isinstance(s, STRUCTURES) or is_text_space(s) for s in space.values())
 
 
 class FlatDictObservation(gym.ObservationWrapper):
