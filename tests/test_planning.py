@@ -87,6 +87,13 @@ def test_imagine_decodes_observations_with_a_decoder(tiny_kwargs):
     model = JEPADreamer("MlpPolicy", "Pendulum-v1", **tiny_kwargs, representation="reconstruction")
     out = model.imagine(np.zeros(3, np.float32), np.zeros((2, 4, 1), np.float32))
     assert out["obs"].shape == (2, 4, 3) and np.isfinite(out["obs"]).all()
+    image = spaces.Dict({"frame": spaces.Box(0, 255, (3, 32, 32), np.uint8), "vector": BOX_OBS})
+    model = JEPADreamer("MultiInputPolicy", SpaceEnv(image, spaces.Discrete(2)), **tiny_kwargs,
+                        representation="reconstruction")  # fmt: skip
+    out = model.imagine(image.sample(), np.zeros((2, 4), np.int64))
+    size = model.config.image_size  # frames come back at the model's resolution, as float pixels
+    assert out["obs"]["frame"].shape == (2, 4, 3, size, size) and out["obs"]["vector"].shape == (2, 4, 3)
+    assert 0 <= out["obs"]["frame"].min() and out["obs"]["frame"].max() <= 255
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])

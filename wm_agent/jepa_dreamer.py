@@ -585,7 +585,7 @@ class JEPADreamer(BaseAlgorithm):
             of the plan (rewards discounted by gamma and the continues, bootstrapped by the critic: what the planner
             maximises); ``feat`` (n_plans, horizon + 1, F), the latent features; with
             ``representation="reconstruction"``, ``obs`` (n_plans, horizon, *obs_shape), the decoded observation
-            after each action (a dict by key for Dict spaces)
+            after each action (a dict by key for Dict spaces; images as float pixels at the model's `image_size`)
         """
         return self.policy.imagine(observation, actions, state, episode_start, deterministic)
 
