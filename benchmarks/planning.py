@@ -49,8 +49,11 @@ def timing(env_ids: list[str], rounds: int, calls: int, threads: int, plan_setti
                 action, state = model.predict(obs, episode_start=np.array([True]), deterministic=True)
                 start = time.perf_counter()
                 for _ in range(calls):
-                    obs, *_ = env.step(action)
-                    action, state = model.predict(obs, state=state, deterministic=True)
+                    obs, _, terminated, truncated, _ = env.step(action)
+                    if terminated or truncated:
+                        obs, _ = env.reset()
+                    start_flag = np.array([terminated or truncated])
+                    action, state = model.predict(obs, state=state, episode_start=start_flag, deterministic=True)
                 if round_index:
                     times[planner].append(1000 * (time.perf_counter() - start) / calls)
         for planner, values in times.items():

@@ -62,6 +62,11 @@ def test_imagine_is_reproducible_and_follows_the_actions(tiny_kwargs):
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])
     assert not np.allclose(first["feat"][0, 1:], first["feat"][1, 1:])  # other actions, other futures
+    # the score: rewards discounted by gamma and the continues, plus the last state's value discounted likewise
+    expected = first["value"][:, -1]
+    for t in reversed(range(4)):
+        expected = first["reward"][:, t] + model.config.gamma * first["continue"][:, t] * expected
+    np.testing.assert_allclose(first["return"], expected, rtol=1e-5)
 
 
 def test_imagine_from_a_state_continues_predict(tiny_kwargs):
@@ -143,8 +148,8 @@ def test_planner_maximises_the_imagined_return_against_the_actor(monkeypatch, en
     bias.data = torch.tensor([5.0, -5.0]) if discrete else torch.tensor([-3.0, -5.0])  # actor: 0, or about -2
     imagine_outcomes = planning.imagine_outcomes
 
-    def score(world_model, behavior, start, actions, generator=None, actor_rows=0):  # actions (H, N, A)
-        outcome = imagine_outcomes(world_model, behavior, start, actions, generator, actor_rows)
+    def score(world_model, behavior, start, actions, generator=None, actor_rows=0, every_value=True):  # (H, N, A)
+        outcome = imagine_outcomes(world_model, behavior, start, actions, generator, actor_rows, every_value)
         target = actions[..., 1] if discrete else -(actions[..., 0] - 0.5).square()  # model units: 0.5 is 1.0
         outcome["return"] = target.sum(0)
         return outcome

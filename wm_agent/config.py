@@ -143,13 +143,13 @@ class JEPADreamerConfig:
     latent space before each action, seeded with actor samples, scored by imagined rewards, continues and the critic
     at the horizon; see `wm_agent.planning`). Only `predict` (and so evaluation) plans: `learn` collects with the
     actor. Settable on load: ``JEPADreamer.load(path, planner="mppi")``."""
-    plan_horizon: int = 5
+    plan_horizon: int = 3
     """Imagined steps of every candidate action sequence the planner scores."""
-    plan_samples: int = 256
+    plan_samples: int = 64
     """Candidate action sequences scored per planner iteration (per env)."""
-    plan_iterations: int = 3
+    plan_iterations: int = 2
     """Planner iterations: each samples candidates from the distribution refitted to the last one's elites."""
-    plan_elites: int = 32
+    plan_elites: int = 8
     """Best-scoring candidates the planner refits its distribution to."""
     plan_temperature: float = 10.0
     """MPPI: elites are weighted by exp(temperature * (score - best) / return scale), the scale being the actor's

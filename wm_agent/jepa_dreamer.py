@@ -581,9 +581,9 @@ class JEPADreamer(BaseAlgorithm):
         :return: a dict of numpy arrays, each shaped (n_plans, ...) for one observation, (N, n_plans, ...) for a
             batch: ``reward`` (n_plans, horizon), the predicted reward of each action; ``continue`` (n_plans,
             horizon), the probability that the episode goes on after it; ``value`` (n_plans, horizon + 1), the
-            critic's value of the filtered state and of every imagined one; ``return`` (n_plans,), the lambda-return
-            of the plan (rewards discounted by gamma and the continues, bootstrapped by the critic: what the planner
-            maximises); ``feat`` (n_plans, horizon + 1, F), the latent features; with
+            critic's value of the filtered state and of every imagined one; ``return`` (n_plans,), the plan's score
+            (the rewards discounted by gamma and the continues, plus the critic's value of the last state discounted
+            likewise: what the planner maximises); ``feat`` (n_plans, horizon + 1, F), the latent features; with
             ``representation="reconstruction"``, ``obs`` (n_plans, horizon, *obs_shape), the decoded observation
             after each action (a dict by key for Dict spaces; images as float pixels at the model's `image_size`)
         """
