@@ -141,8 +141,9 @@ class JEPADreamerConfig:
     planner: str = "none"
     """How `predict` picks actions: "none" (the actor alone), "mppi" or "cem" (plan over action sequences in the
     latent space before each action, seeded with actor samples, scored by imagined rewards, continues and the critic
-    at the horizon; see `wm_agent.planning`). Only `predict` (and so evaluation) plans: `learn` collects with the
-    actor. Settable on load: ``JEPADreamer.load(path, planner="mppi")``."""
+    at the horizon; Box actions are sampled from a Gaussian, discrete ones from per-step categoricals; see
+    `wm_agent.planning`). "mppi" weighs the elites by their score, "cem" equally. Only `predict` (and so evaluation)
+    plans: `learn` collects with the actor. Settable on load: ``JEPADreamer.load(path, planner="mppi")``."""
     plan_horizon: int = 3
     """Imagined steps of every candidate action sequence the planner scores."""
     plan_samples: int = 64
