@@ -28,12 +28,15 @@ def imagine_outcomes(
     generator: torch.Generator | None = None,
     actor_rows: int = 0,
     every_value: bool = True,
+    sample_latents: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Roll the prior forward from `start` (N) under model `actions` (H, N, A) and score each imagined trajectory.
 
-    The latents are sampled (from `generator` when given, so a seeded generator makes the outcome reproducible).
-    The first `actor_rows` rows take their actions from the actor at each imagined state instead, written into
-    `actions`: that is how the planner seeds candidates with the policy prior.
+    The imagined latents are the prior's most likely ones, so an outcome depends on the actions alone (the planner
+    compares candidates by their actions, not by the luck of their latent draws); with `sample_latents` they are
+    drawn (from `generator` when given): one possible future. The first `actor_rows` rows take their actions from
+    the actor at each imagined state instead (sampled from `generator`), written into `actions`: that is how the
+    planner seeds candidates with the policy prior.
 
     Returns ``feat`` (H + 1, N, F): the start and every imagined state; ``reward`` and ``continue`` (H, N): the reward
     of each action and the probability that the episode goes on after it; ``value``: the critic at every state
@@ -46,7 +49,7 @@ def imagine_outcomes(
     for t in range(actions.shape[0]):
         if actor_rows:
             actions[t, :actor_rows] = behavior.actor(state.feat[:actor_rows]).sample(generator)
-        state = world_model.rssm.img_step(state, actions[t], generator=generator)
+        state = world_model.rssm.img_step(state, actions[t], sample_latents, generator)
         feats.append(state.feat)
     feat = torch.stack(feats)  # (H + 1, N, F)
     # the heads read every imagined state at once; float32: on a few hundred rows bf16 autocast measured no faster

@@ -110,8 +110,9 @@ class JEPADreamerPolicy(BasePolicy):
         return self.world_model.rssm.initial(n, self.device), torch.zeros(n, self.action_spec.size, device=self.device)
 
     def noise_generator(self, deterministic: bool) -> torch.Generator | None:
-        """Where planning and `imagine` draw their noise: deterministic, a generator seeded afresh with `plan_seed` on
-        every call (the result is a function of the observation and state alone); otherwise torch's global one."""
+        """Where the planner and `imagine` draw their noise: deterministic, from a generator seeded afresh with
+        `plan_seed` on every call (the answer is a function of the observation and state alone); otherwise torch's
+        global one."""
         if not deterministic:
             return None
         return torch.Generator(device=self.device).manual_seed(self.plan_seed)
@@ -252,8 +253,9 @@ class JEPADreamerPolicy(BasePolicy):
         latent = self.filter(obs_dict, latent, prev_action, starts, deterministic)
         rows = Latent(latent.deter.repeat_interleave(plans, 0), latent.stoch.repeat_interleave(plans, 0))  # (N * P)
         sequences = model_actions.transpose(0, 1).repeat(1, envs, 1)  # (H, N * P, A): row e * P + p is plan p
+        generator = self.noise_generator(deterministic)
         outcome = planning.imagine_outcomes(
-            self.world_model, self.behavior, rows, sequences, self.noise_generator(deterministic)
+            self.world_model, self.behavior, rows, sequences, generator, sample_latents=True
         )
         if self.config.representation == "reconstruction":
             decoded = self.world_model.decoder.decode(outcome["feat"][1:].flatten(0, 1))  # (H * N * P, ...) by key
