@@ -215,6 +215,34 @@ def _(tmp):
     model.predict(np.zeros((3, 4), np.float32), state=state)
 
 
+@case("predict: a state of another model", ValueError, r"state has sizes .* this model's are .* this model's predict")
+def _(tmp):
+    _, state = JEPADreamer("MlpPolicy", "CartPole-v1", **{**TINY, "deter": 16}).predict(np.zeros(4, np.float32))
+    cartpole().predict(np.zeros(4, np.float32), state=state)
+
+
+@case("invalid planner", ValueError, r"planner must be one of \('none', 'mppi', 'cem'\), got 'mcts'")
+def _(tmp):
+    JEPADreamer("MlpPolicy", "CartPole-v1", **TINY, planner="mcts")
+
+
+@case("imagine: actions of the wrong shape", ValueError, r"= \(n_plans, horizon, 1\) for the action space")
+def _(tmp):
+    pendulum = JEPADreamer("MlpPolicy", "Pendulum-v1", **TINY)
+    pendulum.imagine(np.zeros(3, np.float32), np.zeros((2, 5), np.float32))  # no action dim
+
+
+@case("imagine: actions outside a Box space", ValueError, r"outside the action space .* np.clip")
+def _(tmp):
+    pendulum = JEPADreamer("MlpPolicy", "Pendulum-v1", **TINY)
+    pendulum.imagine(np.zeros(3, np.float32), np.full((2, 5, 1), 3.0, np.float32))  # bounds are +/- 2
+
+
+@case("imagine: actions outside a discrete space", ValueError, r"whole numbers of the action space Discrete\(2\)")
+def _(tmp):
+    cartpole().imagine(np.zeros(4, np.float32), np.array([[0, 1, 2]]))
+
+
 # --- checkpoints ---------------------------------------------------------------------------------------
 
 

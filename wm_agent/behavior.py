@@ -40,10 +40,12 @@ class ActionDist:
         """Reparameterised sample (continuous actions only), clipped to [-1, 1]."""
         return self.normal.rsample().clamp(-1, 1)
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A sample of model actions (..., A); its noise from `generator` when given (planning), else torch's global
+        generator."""
         if not self.nvec:
-            return self.normal.sample()
-        return torch.cat([sample_one_hot(lp, straight_through=False) for lp in self.log_probs], -1)
+            return self.normal.sample(generator=generator)
+        return torch.cat([sample_one_hot(lp, False, generator) for lp in self.log_probs], -1)
 
     @property
     def mode(self) -> torch.Tensor:

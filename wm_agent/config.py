@@ -9,6 +9,8 @@ from typing import Any
 
 from wm_agent.precision import PRECISIONS
 
+PLANNERS = ("none", "mppi", "cem")
+
 
 @dataclass
 class JEPADreamerConfig:
@@ -135,6 +137,28 @@ class JEPADreamerConfig:
     imagine_starts: int = 256
     """Posterior states sampled as imagination starts N per update (0: all B * T)."""
 
+    # --- planning at act time (predict) ---
+    planner: str = "none"
+    """How `predict` picks actions: "none" (the actor alone), "mppi" or "cem" (plan over action sequences in the
+    latent space before each action, seeded with actor samples, scored by imagined rewards, continues and the critic
+    at the horizon; Box actions are sampled from a Gaussian, discrete ones from per-step categoricals; see
+    `wm_agent.planning`). "mppi" weighs the elites by their score, "cem" equally. Only `predict` (and so evaluation)
+    plans: `learn` collects with the actor. Settable on load: ``JEPADreamer.load(path, planner="mppi")``."""
+    plan_horizon: int = 3
+    """Imagined steps of every candidate action sequence the planner scores."""
+    plan_samples: int = 64
+    """Candidate action sequences scored per planner iteration (per env)."""
+    plan_iterations: int = 2
+    """Planner iterations: each samples candidates from the distribution refitted to the last one's elites."""
+    plan_elites: int = 8
+    """Best-scoring candidates the planner refits its distribution to."""
+    plan_temperature: float = 10.0
+    """MPPI: elites are weighted by exp(temperature * (score - best) / return scale), the scale being the actor's
+    return normalizer (so the setting does not depend on the env's reward scale). CEM weighs elites equally."""
+    plan_actor_share: float = 0.25
+    """Share of the candidates drawn from the actor along their imagined rollout (the policy prior); the rest come
+    from the planner's distribution (a Gaussian for Box actions, per-step categoricals for discrete ones)."""
+
     def __post_init__(self) -> None:
         if self.max_skipped_updates < 1:
             raise ValueError(f"max_skipped_updates must be at least 1, got {self.max_skipped_updates}")
@@ -158,6 +182,20 @@ class JEPADreamerConfig:
             raise ValueError(f"image_size must be a multiple of 16 (four stride-2 stages), got {self.image_size}")
         if not 0 <= self.jepa_horizon < self.seq_len:
             raise ValueError(f"jepa_horizon must be in [0, seq_len={self.seq_len}), got {self.jepa_horizon}")
+        if self.planner not in PLANNERS:
+            raise ValueError(f"planner must be one of {PLANNERS}, got {self.planner!r}")
+        if self.plan_horizon < 1 or self.plan_iterations < 1:
+            raise ValueError(f"plan_horizon and plan_iterations must be at least 1, got {self.plan_horizon} and "
+                             f"{self.plan_iterations}")  # fmt: skip
+        if not 1 <= self.plan_elites <= self.plan_samples:
+            raise ValueError(
+                f"plan_elites must be in [1, plan_samples={self.plan_samples}], got {self.plan_elites}: lower "
+                "plan_elites or raise plan_samples"
+            )
+        if not 0.0 <= self.plan_actor_share <= 1.0:
+            raise ValueError(f"plan_actor_share must be in [0, 1], got {self.plan_actor_share}")
+        if self.plan_temperature <= 0:
+            raise ValueError(f"plan_temperature must be positive, got {self.plan_temperature}")
 
     @property
     def feat_size(self) -> int:
@@ -173,7 +211,7 @@ class JEPADreamerConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(  # unit tests and smoke runs
         deter=32, stoch=4, classes=4, hidden=32, mlp_layers=1, embed=32, cnn_depth=4, batch_size=4, seq_len=8,
-        train_ratio=32, learning_starts=32, horizon=5, jepa_horizon=2,
+        train_ratio=32, learning_starts=32, horizon=5, jepa_horizon=2, plan_horizon=3, plan_samples=32, plan_elites=4,
     ),
     "small": dict(),  # the dataclass defaults
     "medium": dict(  # a GPU, or a patient CPU

@@ -165,6 +165,7 @@ class JEPADreamer(BaseAlgorithm):
         self.set_random_seed(self.seed)
         self.policy = self.policy_class(self.observation_space, self.action_space, self.config, **self.policy_kwargs)
         self.policy = self.policy.to(self.device)
+        self.policy.plan_seed = self.seed if self.seed is not None else 0
         self.replay_buffer: SequenceReplay | None = None  # made by the first learn(): inference needs none
         self._act_state = None  # (latent, previous action) of the envs being collected from
         self._metric_sums: torch.Tensor | None = None
@@ -577,6 +578,38 @@ class JEPADreamer(BaseAlgorithm):
             self._metric_sums.zero_()
             self._metric_count = 0
         self.logger.dump(step=self.num_timesteps)
+
+    # ------------------------------------------------------------------ asking the model
+
+    def imagine(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        actions: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> dict[str, Any]:
+        """Ask the model what-if: filter `observation` into the latent state, as `predict` does, then roll the model
+        forward under each candidate action sequence, without touching an env.
+
+        :param observation: one observation, or a VecEnv batch of N
+        :param actions: candidate action sequences, shape (n_plans, horizon, *action_space.shape), in the env's own
+            units (integers for discrete spaces, values within the bounds for Box); every plan starts from the same
+            state, and with a batch of observations every env gets every plan
+        :param state: the state `predict` returned after the previous step (None: the episode starts here)
+        :param episode_start: True where an episode begins with this observation, as for `predict`
+        :param deterministic: draw the imagined latents from a generator seeded with the model's seed, so the same
+            question gets the same answer; False samples from torch's global generator
+        :return: a dict of numpy arrays, each shaped (n_plans, ...) for one observation, (N, n_plans, ...) for a
+            batch: ``reward`` (n_plans, horizon), the predicted reward of each action; ``continue`` (n_plans,
+            horizon), the probability that the episode goes on after it; ``value`` (n_plans, horizon + 1), the
+            critic's value of the filtered state and of every imagined one; ``return`` (n_plans,), the plan's score
+            (the rewards discounted by gamma and the continues, plus the critic's value of the last state discounted
+            likewise: what the planner maximises); ``feat`` (n_plans, horizon + 1, F), the latent features; with
+            ``representation="reconstruction"``, ``obs`` (n_plans, horizon, *obs_shape), the decoded observation
+            after each action (a dict by key for Dict spaces; images as float pixels at the model's `image_size`)
+        """
+        return self.policy.imagine(observation, actions, state, episode_start, deterministic)
 
     # ------------------------------------------------------------------ replay and checkpoints
 

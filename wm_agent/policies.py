@@ -15,6 +15,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import get_device
 
+from wm_agent import planning
 from wm_agent.behavior import Behavior
 from wm_agent.checkpoint import FORMAT_VERSION, space_from_json, space_to_json, unsafe_tensor_file_error
 from wm_agent.config import JEPADreamerConfig, config_from_dict
@@ -51,6 +52,7 @@ class JEPADreamerPolicy(BasePolicy):
         self.model_optimizer = torch.optim.Adam(self.world_model.trainable_parameters(), lr=config.model_lr, eps=1e-8)
         self.actor_optimizer = torch.optim.Adam(self.behavior.actor.parameters(), lr=config.actor_lr, eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.behavior.critic.parameters(), lr=config.critic_lr, eps=1e-5)
+        self.plan_seed = 0  # seeds the planner's and `imagine`'s noise when deterministic (JEPADreamer sets its seed)
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -107,6 +109,25 @@ class JEPADreamerPolicy(BasePolicy):
         """Zero latent state and zero previous action for `n` envs."""
         return self.world_model.rssm.initial(n, self.device), torch.zeros(n, self.action_spec.size, device=self.device)
 
+    def noise_generator(self, deterministic: bool) -> torch.Generator | None:
+        """Where the planner and `imagine` draw their noise: deterministic, from a generator seeded afresh with
+        `plan_seed` on every call (the answer is a function of the observation and state alone); otherwise torch's
+        global one."""
+        if not deterministic:
+            return None
+        return torch.Generator(device=self.device).manual_seed(self.plan_seed)
+
+    def filter(
+        self, obs: dict[str, torch.Tensor], latent: Latent, prev_action: torch.Tensor, episode_start: torch.Tensor,
+        deterministic: bool = False,
+    ) -> Latent:  # fmt: skip
+        """Filter the new observation (raw tensors (N, ...)) into the latent state after `prev_action` (N, A);
+        episode_start (N,) resets the state of the envs whose episode begins with this observation. Deterministic:
+        the posterior's most likely latents."""
+        embed = self.world_model.encoder(self.obs_spec.preprocess(obs, self.config.image_size))
+        latent, _ = self.world_model.rssm.obs_step(latent, prev_action, embed, episode_start, sample=not deterministic)
+        return latent
+
     @torch.inference_mode()
     def act(
         self,
@@ -115,14 +136,19 @@ class JEPADreamerPolicy(BasePolicy):
         prev_action: torch.Tensor,
         episode_start: torch.Tensor,
         deterministic: bool = False,
+        plan: bool = False,
     ) -> tuple[torch.Tensor, Latent]:
         """One batched step: filter the new observation into the latent state, then act (sample, or the mode).
 
         obs: raw tensors (N, ...); latent/prev_action: the state after the previous step; episode_start (N,)
-        resets the state of the envs whose episode begins with this observation. Returns model actions (N, A).
+        resets the state of the envs whose episode begins with this observation. With `plan` and a `planner` in the
+        config, the planner picks the action instead of the actor (`predict` plans, `learn` collects with the
+        actor). Returns model actions (N, A) and the filtered state.
         """
-        embed = self.world_model.encoder(self.obs_spec.preprocess(obs, self.config.image_size))
-        latent, _ = self.world_model.rssm.obs_step(latent, prev_action, embed, episode_start, sample=not deterministic)
+        latent = self.filter(obs, latent, prev_action, episode_start, deterministic)
+        if plan and self.config.planner != "none":
+            generator = self.noise_generator(deterministic)
+            return planning.plan(self.world_model, self.behavior, latent, self.config, deterministic, generator), latent
         policy = self.behavior.actor(latent.feat)
         action = policy.mode if deterministic else policy.sample()
         return action, latent
@@ -132,21 +158,14 @@ class JEPADreamerPolicy(BasePolicy):
         obs = observation if isinstance(observation, dict) else {self.obs_spec.keys[0].name: observation}
         n = next(iter(obs.values())).shape[0]
         latent, prev_action = self.initial_state(n)
-        action, _ = self.act(obs, latent, prev_action, torch.ones(n, device=self.device), deterministic)
+        action, _ = self.act(obs, latent, prev_action, torch.ones(n, device=self.device), deterministic, plan=True)
         return action
 
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: State | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, State]:
-        """Act on a single observation or a VecEnv batch, carrying the latent state between calls.
-
-        Pass back the returned `state`, and `episode_start` (True where an episode begins), as with RecurrentPPO.
-        """
-        self.set_training_mode(False)
+    def _inputs(
+        self, observation: np.ndarray | dict[str, np.ndarray], state: State | None, episode_start: np.ndarray | None
+    ) -> tuple[dict[str, torch.Tensor], Latent, torch.Tensor, torch.Tensor, bool]:
+        """`predict`'s and `imagine`'s arguments checked and as tensors: observation (N, ...) by key, the latent
+        state and previous action to filter it from, episode starts (N,), and whether the observation was a batch."""
         if self.obs_spec.is_dict and isinstance(observation, (tuple, dict)):  # Tuple and nested: as FlatDictObservation
             flat = flatten_obs(observation)
             if all(key.name in flat for key in self.obs_spec.keys):
@@ -175,16 +194,85 @@ class JEPADreamerPolicy(BasePolicy):
                     f"state does not match the observation batch of {n}: pass the state returned by the previous "
                     "predict call for the same number of envs, or None to start afresh"
                 )
+            sizes = tuple(np.asarray(s).shape[1:] for s in state)
+            cfg = self.config
+            expected_sizes = ((cfg.deter,), (cfg.stoch * cfg.classes,), (self.action_spec.size,))
+            if sizes != expected_sizes:
+                raise ValueError(
+                    f"state has sizes {sizes} (deter, stoch, previous action) but this model's are {expected_sizes}: "
+                    "pass the state returned by this model's predict, or None to start afresh"
+                )
             deter, stoch, prev = (torch.as_tensor(np.asarray(s), device=self.device).float() for s in state)
             latent, prev_action = Latent(deter, stoch), prev
         if episode_start is None:
             episode_start = np.zeros(n, dtype=bool)
         episode_start_tensor = torch.as_tensor(np.asarray(episode_start).reshape(n), device=self.device).float()
+        return obs_dict, latent, prev_action, episode_start_tensor, vectorized
 
-        action, latent = self.act(obs_dict, latent, prev_action, episode_start_tensor, deterministic)
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: State | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, State]:
+        """Act on a single observation or a VecEnv batch, carrying the latent state between calls.
+
+        Pass back the returned `state`, and `episode_start` (True where an episode begins), as with RecurrentPPO.
+        With a `planner` in the config, the action is planned (`wm_agent.planning.plan`), for every env at once.
+        """
+        if self.training:  # switching every module costs about 0.8 ms a call on a CPU: not on the acting path
+            self.set_training_mode(False)
+        obs_dict, latent, prev_action, starts, vectorized = self._inputs(observation, state, episode_start)
+        action, latent = self.act(obs_dict, latent, prev_action, starts, deterministic, plan=True)
         action = action.cpu().numpy()
         env_action = self.action_spec.to_env(action)
         new_state = (latent.deter.cpu().numpy(), latent.stoch.cpu().numpy(), action)
         if not vectorized:
             env_action = env_action.squeeze(axis=0)
         return env_action, new_state
+
+    @torch.inference_mode()
+    def imagine(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        actions: np.ndarray,
+        state: State | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> dict[str, Any]:
+        """What the model expects if the candidate action sequences `actions` (P, H, *action_shape), env units, were
+        taken from `observation`; see `JEPADreamer.imagine`. Outputs lead with (N, P) for a batch of N observations,
+        (P,) for a single one."""
+        if self.training:
+            self.set_training_mode(False)
+        obs_dict, latent, prev_action, starts, vectorized = self._inputs(observation, state, episode_start)
+        env_actions = np.asarray(actions)
+        self.action_spec.check_sequences(env_actions)
+        plans, horizon = env_actions.shape[:2]
+        envs, size = latent.deter.shape[0], self.action_spec.size
+        flat = env_actions.reshape(plans * horizon, *self.action_space.shape)
+        model_actions = torch.as_tensor(self.action_spec.from_env(flat), device=self.device)
+        model_actions = model_actions.reshape(plans, horizon, size)  # (P, H, A)
+        latent = self.filter(obs_dict, latent, prev_action, starts, deterministic)
+        rows = Latent(latent.deter.repeat_interleave(plans, 0), latent.stoch.repeat_interleave(plans, 0))  # (N * P)
+        sequences = model_actions.transpose(0, 1).repeat(1, envs, 1)  # (H, N * P, A): row e * P + p is plan p
+        generator = self.noise_generator(deterministic)
+        outcome = planning.imagine_outcomes(
+            self.world_model, self.behavior, rows, sequences, generator, sample_latents=True
+        )
+        if self.config.representation == "reconstruction":
+            decoded = self.world_model.decoder.decode(outcome["feat"][1:].flatten(0, 1))  # (H * N * P, ...) by key
+            outcome["obs"] = {k: v.reshape(horizon, envs * plans, *v.shape[1:]) for k, v in decoded.items()}
+
+        def per_plan(x: torch.Tensor) -> np.ndarray:  # (H, N * P, ...) -> (N, P, H, ...), or (P, H, ...)
+            x = x.reshape(x.shape[0], envs, plans, *x.shape[2:]).movedim(0, 2).cpu().numpy()
+            return x if vectorized else x[0]
+
+        result: dict[str, Any] = {name: per_plan(outcome[name]) for name in ("reward", "continue", "value", "feat")}
+        returns = outcome["return"].reshape(envs, plans).cpu().numpy()
+        result["return"] = returns if vectorized else returns[0]
+        if "obs" in outcome:
+            decoded = {k: per_plan(v) for k, v in outcome["obs"].items()}
+            result["obs"] = decoded if self.obs_spec.is_dict else next(iter(decoded.values()))
+        return result

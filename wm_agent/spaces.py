@@ -316,6 +316,36 @@ class ActionSpec:
             return indices[:, 0].astype(self.space.dtype)
         return indices.reshape(n, *self.space.shape).astype(self.space.dtype)
 
+    def check_sequences(self, actions: np.ndarray) -> None:
+        """Raise a ValueError that names the problem unless `actions` are candidate sequences of this space's actions,
+        (n_plans, horizon, *space.shape) in env units (what `imagine` takes)."""
+        shape = self.space.shape
+        expected = "(n_plans, horizon" + "".join(f", {d}" for d in shape) + ")"
+        if actions.ndim != 2 + len(shape) or actions.shape[2:] != shape or 0 in actions.shape[:2]:
+            raise ValueError(
+                f"actions must have shape (n_plans, horizon, *action_shape) = {expected} for the action space "
+                f"{self.space}, got {actions.shape}: stack the candidate sequences, e.g. np.stack([plan_a, plan_b]) "
+                "with each plan a list of env actions"
+            )
+        if actions.dtype.kind not in "biuf":
+            raise ValueError(f"actions must be numbers, got dtype {actions.dtype}")
+        flat = actions.reshape(actions.shape[0] * actions.shape[1], -1).astype(np.float64)  # (P * H, dims)
+        if not np.isfinite(flat).all():
+            raise ValueError("actions contain NaN or inf: give finite actions of the action space")
+        if not self.discrete:
+            if (flat < self.low).any() or (flat > self.high).any():
+                raise ValueError(
+                    f"actions outside the action space {self.space} (min {flat.min():.3g}, max {flat.max():.3g}): "
+                    "clip them with np.clip(actions, action_space.low, action_space.high)"
+                )
+            return
+        values = flat - self.start
+        if (values != np.round(values)).any() or (values < 0).any() or (values >= np.asarray(self.nvec)).any():
+            raise ValueError(
+                f"actions must be whole numbers of the action space {self.space} (the env's own action values), got "
+                f"values from {flat.min():.3g} to {flat.max():.3g}"
+            )
+
     def from_env(self, action: np.ndarray) -> np.ndarray:
         """A batch of env actions (N, *space.shape) -> model actions (N, size), float32."""
         action = np.asarray(action)

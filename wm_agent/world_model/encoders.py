@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from wm_agent.config import JEPADreamerConfig
-from wm_agent.distributions import symlog
+from wm_agent.distributions import symexp, symlog
 from wm_agent.precision import wide_autocast
 from wm_agent.spaces import ObsSpec
 from wm_agent.world_model.heads import mlp
@@ -97,6 +98,22 @@ class ObsDecoder(nn.Module):
             self.cnn = nn.Sequential(*layers)
             self.top_channels = stages[-1]
         self.precision = cfg.precision
+
+    def decode(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The observation predicted from `feat` (N, F), per key: vectors in the env's units (one-hot features for
+        discrete keys), images as float pixels in [0, 255] (N, C, S, S), or (N, S, S) for a 2-D grayscale key."""
+        out = {}
+        if self.vector_keys:
+            vectors = symexp(self.mlp(feat)).split([k.size for k in self.vector_keys], -1)
+            for key, value in zip(self.vector_keys, vectors):
+                boxed = key.space.shape if isinstance(key.space, spaces.Box) else (key.size,)
+                out[key.name] = value.reshape(-1, *boxed)
+        if self.image_keys:
+            x = self.image_in(feat).reshape(-1, self.top_channels, self.min_res, self.min_res)
+            images = ((run_cnn(self.cnn, x, self.precision) + 0.5) * 255.0).clamp(0.0, 255.0)
+            for key, value in zip(self.image_keys, images.split([k.size for k in self.image_keys], 1)):
+                out[key.name] = value.squeeze(1) if len(key.space.shape) == 2 else value
+        return out
 
     def loss(self, feat: torch.Tensor, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean squared error of the prediction from `feat` (N, F) against the preprocessed `obs`, per sample."""

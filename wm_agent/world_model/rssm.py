@@ -61,8 +61,10 @@ class RSSM(nn.Module):
         logits = net(x).reshape(*x.shape[:-1], self.stoch, self.classes)
         return unimix_logits(logits, self.unimix)  # (..., S, C)
 
-    def _sample(self, logits: torch.Tensor, sample: bool = True) -> torch.Tensor:
-        one_hot = sample_one_hot(logits) if sample else mode_one_hot(logits)
+    def _sample(
+        self, logits: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        one_hot = sample_one_hot(logits, generator=generator) if sample else mode_one_hot(logits)
         return one_hot.flatten(-2)
 
     def deterministic_step(self, state: Latent, action: torch.Tensor) -> torch.Tensor:
@@ -72,10 +74,13 @@ class RSSM(nn.Module):
     def prior_logits(self, deter: torch.Tensor) -> torch.Tensor:
         return self._logits(self.prior_net, deter)
 
-    def img_step(self, state: Latent, action: torch.Tensor, sample: bool = True) -> Latent:
-        """One open-loop step through the prior (imagination and multi-step prediction)."""
+    def img_step(
+        self, state: Latent, action: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
+    ) -> Latent:
+        """One open-loop step through the prior (imagination, multi-step prediction, planning); the latents are
+        sampled (from `generator` when given) or, without `sample`, the most likely ones."""
         deter = self.deterministic_step(state, action)
-        return Latent(deter, self._sample(self.prior_logits(deter), sample))
+        return Latent(deter, self._sample(self.prior_logits(deter), sample, generator))
 
     def embed_projection(self, embed: torch.Tensor) -> torch.Tensor:
         """The embedding's share of the posterior's first layer (..., hidden).
