@@ -46,6 +46,11 @@ def slug(env_id: str) -> str:
     return env_id.replace("/", "_")
 
 
+def fresh(path: Path, sources: list[Path]) -> bool:
+    """`path` exists and was written after every one of `sources` (a retrained model makes its curves stale)."""
+    return path.exists() and all(path.stat().st_mtime_ns >= source.stat().st_mtime_ns for source in sources)
+
+
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train (or load) one model and measure its drift curves (or read them). Runs in a worker process."""
     import torch
@@ -80,9 +85,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             "eval_std": float(np.std(returns)), "eval_episodes": job["eval_episodes"],
         }  # fmt: skip
         run_path.write_text(json.dumps(run, indent=1))
-        curves_path.unlink(missing_ok=True)  # a new model: its old curves are stale
     run = json.loads(run_path.read_text())
-    if job["force"] or not curves_path.exists():
+    if job["force"] or not fresh(curves_path, [model_path]):
         model = JEPADreamer.load(model_path, device="cpu")
         curves = open_loop_drift(
             model, job["env"], n_episodes=job["episodes"], horizon=job["horizon"], start_every=job["start_every"],
@@ -93,42 +97,95 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     return {"run": run, "curves": DriftCurves.from_dict(json.loads(curves_path.read_text())).to_dict()}
 
 
-def markdown(env_id: str, results: dict[str, dict[str, Any]], horizons: tuple[int, ...] = TABLE_HORIZONS) -> str:
-    """One env's table: a row per horizon, a column per metric and representation."""
+def pooled_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Every representation's model measured on the same episodes: an equal share collected by each model's policy.
+
+    Own-policy curves compare models on different data (a policy that balances the pole longer, or swings the
+    pendulum up, makes other trajectories); on the pooled episodes each model also predicts the other's.
+    """
+    import torch
+
+    from wm_agent import JEPADreamer
+    from wm_agent.diagnostics import collect_episodes, open_loop_drift
+
+    torch.set_num_threads(job["threads"])
+    register_project_envs()
+    folder = Path(job["out"]) / "models" / slug(job["env"])
+    model_paths = [folder / f"{rep}.zip" for rep in job["representations"]]
+    paths = {
+        rep: Path(job["out"]) / "curves" / slug(job["env"]) / f"pooled_{rep}.json" for rep in job["representations"]
+    }
+    if job["force"] or not all(fresh(path, model_paths) for path in paths.values()):
+        models = {rep: JEPADreamer.load(path, device="cpu") for rep, path in zip(job["representations"], model_paths)}
+        share = max(1, job["episodes"] // len(models))
+        episodes = []
+        for i, model in enumerate(models.values()):
+            episodes += collect_episodes(model, job["env"], share, seed=job["seed"] + EVAL_SEED_OFFSET + 100 * i)
+        for rep, model in models.items():
+            curves = open_loop_drift(
+                model, episodes=episodes, horizon=job["horizon"], start_every=job["start_every"],
+                seed=job["seed"] + EVAL_SEED_OFFSET,
+            )  # fmt: skip
+            curves.info["collected_by"] = {r: share for r in models}
+            paths[rep].parent.mkdir(parents=True, exist_ok=True)
+            paths[rep].write_text(json.dumps(curves.to_dict()))
+    return {"env": job["env"], "pooled": {rep: json.loads(path.read_text()) for rep, path in paths.items()}}
+
+
+def table(results: dict[str, dict[str, Any]], key: str, horizons: tuple[int, ...] = TABLE_HORIZONS) -> list[str]:
+    """The rows of one set of curves (`key`: "curves" own-policy, "pooled" same episodes): a row per horizon, a
+    column per metric and representation."""
+    reps = [r for r in REPRESENTATIONS if r in results and key in results[r]]
+    header, rule = ["k", "predictions"], ["---:", "---:"]
+    for title, metric, owners in COLUMNS:
+        for rep in reps:
+            if rep in owners and metric in results[rep][key]["metrics"]:
+                header.append(f"{title} ({SHORT[rep]})")
+                rule.append("---:")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    for k in horizons:
+        counts = [results[r][key]["count"][k - 1] if k <= len(results[r][key]["count"]) else 0 for r in reps]
+        if not any(counts):
+            continue
+        row = [str(k), " / ".join(str(c) for c in counts)]
+        for _, metric, owners in COLUMNS:
+            for rep in reps:
+                if rep in owners and metric in results[rep][key]["metrics"]:
+                    curve = results[rep][key]["metrics"][metric]
+                    value = curve[k - 1] if k <= len(curve) else None
+                    row.append("n/a" if value is None else f"{value:.3g}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def markdown(env_id: str, results: dict[str, dict[str, Any]]) -> str:
+    """One env's section: the runs, then the tables on own-policy and on the same (pooled) episodes."""
     reps = [r for r in REPRESENTATIONS if r in results]
     lines = [f"#### {env_id}", ""]
     for rep in reps:
         run, info = results[rep]["run"], results[rep]["curves"]["info"]
         lines.append(
             f"- {SHORT[rep]}: {run['steps']:,} steps, eval {run['eval_mean']:.1f} +/- {run['eval_std']:.1f}, "
-            f"trained in {run['train_seconds']:.0f} s; drift on {info['episodes']} own-policy episodes "
-            f"(mean length {info['episode_length_mean']:.0f} steps, {info['terminations']} terminated), "
-            f"{info['start_points']} start points, {info['drift_seconds']:.1f} s"
+            f"trained in {run['train_seconds']:.0f} s; {info['episodes']} own-policy episodes "
+            f"(mean length {info['episode_length_mean']:.0f} steps, {info['terminations']} terminated)"
         )
-    header, rule = ["k", "predictions"], ["---:", "---:"]
-    for title, metric, owners in COLUMNS:
-        for rep in reps:
-            if rep in owners and metric in results[rep]["curves"]["metrics"]:
-                header.append(f"{title} ({SHORT[rep]})")
-                rule.append("---:")
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
-    for k in horizons:
-        counts = [results[r]["curves"]["count"][k - 1] if k <= len(results[r]["curves"]["count"]) else 0 for r in reps]
-        if not any(counts):
-            continue
-        row = [str(k), " / ".join(str(c) for c in counts)]
-        for _, metric, owners in COLUMNS:
-            for rep in reps:
-                if rep in owners and metric in results[rep]["curves"]["metrics"]:
-                    curve = results[rep]["curves"]["metrics"][metric]
-                    value = curve[k - 1] if k <= len(curve) else None
-                    row.append("n/a" if value is None else f"{value:.3g}")
-        lines.append("| " + " | ".join(row) + " |")
+    if all("pooled" in results[r] for r in reps):
+        info = results[reps[0]]["pooled"]["info"]
+        lines += [
+            "",
+            f"Same episodes, {info['episodes']} collected half by each agent (mean length "
+            f"{info['episode_length_mean']:.0f}, {info['terminations']} terminated, {info['start_points']} start "
+            "points):",
+            "",
+            *table(results, "pooled"),
+        ]
+    lines += ["", "Each agent on its own policy's episodes:", "", *table(results, "curves")]
     return "\n".join(lines)
 
 
 def figure(env_id: str, results: dict[str, dict[str, Any]], path: Path) -> None:
-    """Four panels against the horizon: reward, continue, latent (and deterministic state), own target."""
+    """Four panels against the horizon: reward, continue, latent (and deterministic state), own target; on the
+    pooled episodes where measured (the same data for both models), else each on its own policy's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +194,7 @@ def figure(env_id: str, results: dict[str, dict[str, Any]], path: Path) -> None:
     colors = {"jepa": "tab:blue", "reconstruction": "tab:orange"}
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     for rep, result in results.items():
-        curves = result["curves"]
+        curves = result.get("pooled", result["curves"])
         k = np.asarray(curves["horizon"])
         m = {name: np.array([np.nan if v is None else v for v in c]) for name, c in curves["metrics"].items()}
         c, label = colors[rep], SHORT[rep]
@@ -220,15 +277,31 @@ def main(argv: list[str] | None = None) -> int:
     for job in jobs:
         (out / "models" / slug(job["env"])).mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
     if args.jobs == 0:
         outputs = [run_one(job) for job in jobs]
     else:
-        context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
             outputs = list(pool.map(run_one, jobs))
     results: dict[str, dict[str, Any]] = {}
     for output in outputs:
         results.setdefault(output["run"]["env"], {})[output["run"]["representation"]] = output
+    if len(reps) > 1:  # every model again on the same episodes, an equal share from each agent
+        pooled_jobs = [
+            dict(
+                env=e, representations=reps, out=args.out, episodes=args.episodes, horizon=args.horizon,
+                start_every=args.start_every, seed=args.seed, threads=args.threads, force=args.force,
+            )
+            for e in env_ids
+        ]  # fmt: skip
+        if args.jobs == 0:
+            pooled = [pooled_one(job) for job in pooled_jobs]
+        else:
+            with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+                pooled = list(pool.map(pooled_one, pooled_jobs))
+        for output in pooled:
+            for rep, curves in output["pooled"].items():
+                results[output["env"]][rep]["pooled"] = curves
     (out / "drift.json").write_text(json.dumps(results, indent=1))
     tables = [markdown(e, results[e]) for e in env_ids]
     (out / "drift.md").write_text("\n\n".join(tables) + "\n")

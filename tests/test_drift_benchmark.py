@@ -13,15 +13,18 @@ from benchmarks import drift  # noqa: E402
 
 def test_drift_benchmark_writes_tables_and_resumes(tmp_path, capsys):
     out, figures = tmp_path / "out", tmp_path / "figures"
-    argv = ["--env", "CartPole-v1", "--preset", "tiny", "--steps", "100", "--episodes", "1", "--horizon", "5"]
+    argv = ["--env", "CartPole-v1", "--preset", "tiny", "--steps", "100", "--episodes", "2", "--horizon", "5"]
     argv += ["--eval-episodes", "1", "--jobs", "0", "--out", str(out), "--figures", str(figures)]
     assert drift.main(argv) == 0
     results = json.loads((out / "drift.json").read_text())["CartPole-v1"]
     assert set(results) == {"jepa", "reconstruction"}
     assert "obs_error" in results["reconstruction"]["curves"]["metrics"]
     assert "embed_error" in results["jepa"]["curves"]["metrics"]
+    # both models measured again on the same episodes, one collected by each agent's policy
+    pooled = [results[rep]["pooled"] for rep in ("jepa", "reconstruction")]
+    assert pooled[0]["count"] == pooled[1]["count"] and pooled[0]["info"]["episodes"] == 2
     table = (out / "drift.md").read_text()
-    assert "| 1 |" in table and "| 5 |" in table and "obs MSE (recon)" in table
+    assert table.count("| 5 |") == 2 and "obs MSE (recon)" in table and "Same episodes" in table
     assert (figures / "drift_CartPole-v1.png").stat().st_size > 0
     model = out / "models" / "CartPole-v1" / "jepa.zip"
     stamp = model.stat().st_mtime_ns
