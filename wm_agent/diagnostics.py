@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -112,12 +112,14 @@ def _policy(model: JEPADreamer | JEPADreamerPolicy) -> JEPADreamerPolicy:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int | None):
-    """torch's global RNG seeded inside, and restored afterwards (the caller's random stream is untouched)."""
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """torch's RNGs (CPU, and `device`'s if a GPU) seeded inside and restored afterwards: the caller's random
+    streams are untouched."""
     if seed is None:
         yield
         return
-    with torch.random.fork_rng(devices=[]):
+    gpu = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device.index or 0] if gpu else []):
         torch.manual_seed(seed)
         yield
 
@@ -182,7 +184,7 @@ def collect_episodes(
     policy.set_training_mode(False)
     episodes: list[Episode] = []
     try:
-        with _seeded(seed):
+        with _seeded(seed, policy.device):
             obs = _model_obs(policy, venv.reset())
             buffers = [_EpisodeBuffer({k: v[i] for k, v in obs.items()}, action_spec.size) for i in range(n)]
             latent, prev_action = policy.initial_state(n)
@@ -424,7 +426,7 @@ def open_loop_drift(
     sums = {name: torch.zeros(horizon, dtype=torch.float64) for name in names}
     count = torch.zeros(horizon, dtype=torch.long)
 
-    with _seeded(seed):
+    with _seeded(seed, policy.device):
         data = _filter_episodes(policy, episodes, sample, batch_size)
         post_feat = data.post.feat  # (E, L, F)
         # start points (e, t): every start_every-th step that has a next step
