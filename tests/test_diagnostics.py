@@ -135,3 +135,11 @@ def test_bad_arguments_say_what_to_do(tiny_kwargs):
         collect_episodes(model, 3)
     with pytest.raises(ValueError, match="trained on other spaces"):
         collect_episodes(model, "Pendulum-v1")
+
+
+def test_dict_observation_with_image_and_vector_reconstruction(tiny_kwargs):
+    space = spaces.Dict({"frame": spaces.Box(0, 255, (3, 16, 16), np.uint8), "state": spaces.Box(-1, 1, (3,))})
+    env = make_vec_env(lambda: SpaceEnv(space, spaces.MultiDiscrete([2, 3]), length=6), n_envs=1, seed=0)
+    model = JEPADreamer("MultiInputPolicy", env, **tiny_kwargs, representation="reconstruction", image_size=16)
+    curves = open_loop_drift(model, env, n_episodes=2, horizon=3)
+    check_curves(curves, 3, COMMON + RECON_ONLY, JEPA_ONLY)
