@@ -98,35 +98,42 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def pooled_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Every representation's model measured on the same episodes: an equal share collected by each model's policy.
+    """Every representation's model measured on the same episodes.
 
     Own-policy curves compare models on different data (a policy that balances the pole longer, or swings the
-    pendulum up, makes other trajectories); on the pooled episodes each model also predicts the other's.
+    pendulum up, makes other trajectories). ``pooled_from="models"``: an equal share of the episodes is collected
+    by each model's policy, so each model also predicts the other's; ``"pretrained"``: all are collected by the
+    shipped agent of the env (`wm_agent.load_pretrained`), a policy neither model was trained with.
     """
     import torch
 
-    from wm_agent import JEPADreamer
+    from wm_agent import JEPADreamer, load_pretrained
     from wm_agent.diagnostics import collect_episodes, open_loop_drift
 
     torch.set_num_threads(job["threads"])
     register_project_envs()
+    source = job.get("pooled_from", "models")
     folder = Path(job["out"]) / "models" / slug(job["env"])
     model_paths = [folder / f"{rep}.zip" for rep in job["representations"]]
-    paths = {
-        rep: Path(job["out"]) / "curves" / slug(job["env"]) / f"pooled_{rep}.json" for rep in job["representations"]
-    }
+    stem = "pooled" if source == "models" else f"pooled-{source}"
+    curves_folder = Path(job["out"]) / "curves" / slug(job["env"])
+    paths = {rep: curves_folder / f"{stem}_{rep}.json" for rep in job["representations"]}
     if job["force"] or not all(fresh(path, model_paths) for path in paths.values()):
         models = {rep: JEPADreamer.load(path, device="cpu") for rep, path in zip(job["representations"], model_paths)}
-        share = max(1, job["episodes"] // len(models))
+        seed = job["seed"] + EVAL_SEED_OFFSET
+        if source == "pretrained":
+            collectors = {"shipped agent": load_pretrained(job["env"], device="cpu")}
+        else:
+            collectors = {f"{SHORT[rep]} agent": model for rep, model in models.items()}
+        share = max(1, job["episodes"] // len(collectors))
         episodes = []
-        for i, model in enumerate(models.values()):
-            episodes += collect_episodes(model, job["env"], share, seed=job["seed"] + EVAL_SEED_OFFSET + 100 * i)
+        for i, collector in enumerate(collectors.values()):
+            episodes += collect_episodes(collector, job["env"], share, seed=seed + 100 * i)
         for rep, model in models.items():
             curves = open_loop_drift(
-                model, episodes=episodes, horizon=job["horizon"], start_every=job["start_every"],
-                seed=job["seed"] + EVAL_SEED_OFFSET,
-            )  # fmt: skip
-            curves.info["collected_by"] = {r: share for r in models}
+                model, episodes=episodes, horizon=job["horizon"], start_every=job["start_every"], seed=seed
+            )
+            curves.info["collected_by"] = {name: share for name in collectors}
             paths[rep].parent.mkdir(parents=True, exist_ok=True)
             paths[rep].write_text(json.dumps(curves.to_dict()))
     return {"env": job["env"], "pooled": {rep: json.loads(path.read_text()) for rep, path in paths.items()}}
@@ -171,9 +178,10 @@ def markdown(env_id: str, results: dict[str, dict[str, Any]]) -> str:
         )
     if all("pooled" in results[r] for r in reps):
         info = results[reps[0]]["pooled"]["info"]
+        by = " and ".join(f"{n} by the {name}" for name, n in info.get("collected_by", {}).items()) or "pooled"
         lines += [
             "",
-            f"Same episodes, {info['episodes']} collected half by each agent (mean length "
+            f"Both models on the same {info['episodes']} episodes ({by}; mean length "
             f"{info['episode_length_mean']:.0f}, {info['terminations']} terminated, {info['start_points']} start "
             "points):",
             "",
@@ -249,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--out", default="benchmarks/out/drift")
     parser.add_argument("--figures", default="benchmarks/figures", help="folder of the figures ('' for none)")
+    parser.add_argument(
+        "--pooled-from", choices=("models", "pretrained"), default="models",
+        help="who collects the episodes both models are measured on: the two models' policies, an equal share "
+        "each, or the env's shipped agent (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--force", action="store_true", help="retrain and remeasure what exists")
     args = parser.parse_args(argv)
 
@@ -291,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             dict(
                 env=e, representations=reps, out=args.out, episodes=args.episodes, horizon=args.horizon,
                 start_every=args.start_every, seed=args.seed, threads=args.threads, force=args.force,
+                pooled_from=args.pooled_from,
             )
             for e in env_ids
         ]  # fmt: skip
