@@ -24,9 +24,14 @@ def test_drift_benchmark_writes_tables_and_resumes(tmp_path, capsys):
     pooled = [results[rep]["pooled"] for rep in ("jepa", "reconstruction")]
     assert pooled[0]["count"] == pooled[1]["count"] and pooled[0]["info"]["episodes"] == 2
     table = (out / "drift.md").read_text()
-    assert table.count("| 5 |") == 2 and "obs MSE (recon)" in table and "Same episodes" in table
+    assert table.count("| 5 |") == 2 and "obs MSE (recon)" in table and "on the same 2 episodes" in table
     assert (figures / "drift_CartPole-v1.png").stat().st_size > 0
     model = out / "models" / "CartPole-v1" / "jepa.zip"
     stamp = model.stat().st_mtime_ns
     assert drift.main(argv) == 0  # resumed: the trained models are reused
     assert model.stat().st_mtime_ns == stamp
+    # the same models on episodes of the shipped CartPole agent
+    assert drift.main([*argv, "--pooled-from", "pretrained", "--episodes", "1"]) == 0
+    results = json.loads((out / "drift.json").read_text())["CartPole-v1"]
+    assert results["jepa"]["pooled"]["info"]["collected_by"] == {"shipped agent": 1}
+    assert "1 by the shipped agent" in (out / "drift.md").read_text()
