@@ -18,6 +18,7 @@ def test_drift_benchmark_writes_tables_and_resumes(tmp_path, capsys):
     assert drift.main(argv) == 0
     results = json.loads((out / "drift.json").read_text())["CartPole-v1"]
     assert set(results) == {"jepa", "reconstruction"}
+    assert all(results[rep]["run"]["eval_episodes"] == 1 for rep in results)
     assert "obs_error" in results["reconstruction"]["curves"]["metrics"]
     assert "embed_error" in results["jepa"]["curves"]["metrics"]
     # both models measured again on the same episodes, one collected by each agent's policy
