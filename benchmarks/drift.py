@@ -178,7 +178,7 @@ def markdown(env_id: str, results: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"- {SHORT[rep]}: {run['steps']:,} steps, eval {run['eval_mean']:.1f} +/- {run['eval_std']:.1f}, "
             f"trained in {run['train_seconds']:.0f} s; {info['episodes']} own-policy episodes "
-            f"(mean length {info['episode_length_mean']:.0f} steps, {info['terminations']} terminated)"
+            f"(mean length {info['episode_length_mean'] - 1:.0f} steps, {info['terminations']} terminated)"
         )
     if all("pooled" in results[r] for r in reps):
         info = results[reps[0]]["pooled"]["info"]
@@ -186,8 +186,8 @@ def markdown(env_id: str, results: dict[str, dict[str, Any]]) -> str:
         lines += [
             "",
             f"Both models on the same {info['episodes']} episodes ({by}; mean length "
-            f"{info['episode_length_mean']:.0f}, {info['terminations']} terminated, {info['start_points']} start "
-            "points):",
+            f"{info['episode_length_mean'] - 1:.0f} steps, {info['terminations']} terminated, "
+            f"{info['start_points']} start points):",
             "",
             *table(results, "pooled"),
         ]
