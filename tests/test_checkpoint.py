@@ -188,3 +188,10 @@ def test_a_packaged_agent_is_safe_and_saving_a_non_json_attribute_is_refused(tmp
         model.save(tmp_path / "agent")
     model.save(tmp_path / "agent", exclude=["my_note"])
     assert not hasattr(JEPADreamer.load(tmp_path / "agent"), "my_note")
+
+
+def test_load_takes_an_env_id(saved):
+    _, path = saved
+    model = JEPADreamer.load(path, env="CartPole-v1")
+    model.learn(20, reset_num_timesteps=False)
+    assert model.num_timesteps == 80

@@ -821,7 +821,7 @@ class JEPADreamer(BaseAlgorithm):
         if overrides:
             data["config"] = dataclasses.replace(data["config"], **overrides)  # checked again
         if env is not None:
-            env = cls._wrap_env(env, data.get("verbose", 0))
+            env = cls._wrap_env(maybe_make_env(env, data.get("verbose", 0)), data.get("verbose", 0))  # an id is made
             check_env_spaces(env, data["observation_space"], data["action_space"])
             data["n_envs"] = env.num_envs
         model = cls(data["policy_class"], env, config=data["config"], device=device, _init_setup_model=False)
