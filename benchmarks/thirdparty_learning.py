@@ -17,17 +17,12 @@ import numpy as np
 import torch
 
 from wm_agent import JEPADreamer
+from wm_agent.common import register_project_envs
 
 
 def make_env(env_id: str) -> gym.Env:
     """`gym.make(env_id)` after the registration a user of the env's package does."""
-    if env_id.startswith("dm_control/"):
-        import shimmy  # noqa: F401  (registers the dm_control/ ids)
-    if env_id.startswith("MinAtar/"):
-        import minatar.gym  # gymnasium 1.x no longer loads MinAtar's plugin entry point by itself
-
-        if env_id not in gym.registry:
-            minatar.gym.register_envs()
+    register_project_envs(env_id)
     return gym.make(env_id)
 
 

@@ -57,3 +57,30 @@ def test_register_project_envs_without_envs_is_silent_and_a_broken_envs_warns(tm
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.warns(UserWarning, match="a_dependency_that_is_missing"):
         register_project_envs()
+
+
+def test_register_project_envs_registers_what_an_id_needs_from_its_package(monkeypatch):
+    """An id of a package whose Gymnasium plugin no longer loads (as MinAtar's) is registered as its users must;
+    one whose package is not installed is left to `gym.make`, which names the namespace."""
+    import types
+
+    import gymnasium as gym
+
+    from wm_agent import common
+
+    calls = []
+    package = types.ModuleType("a_fake_env_package")
+    package.register_envs = lambda: (
+        calls.append(1) or gym.register("Fake/Env-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+    )
+    monkeypatch.setitem(sys.modules, "a_fake_env_package", package)
+    monkeypatch.setitem(common.PACKAGE_REGISTRATION, "Fake/", ("a_fake_env_package", "register_envs"))
+    monkeypatch.setitem(common.PACKAGE_REGISTRATION, "Missing/", ("a_package_that_is_not_installed", "register"))
+    try:
+        register_project_envs("Fake/Env-v0", "Missing/Env-v0", "CartPole-v1")
+        register_project_envs("Fake/Env-v0")  # registered once, not again
+        assert calls == [1] and gym.make("Fake/Env-v0").observation_space.shape == (4,)
+        with pytest.raises(gym.error.NamespaceNotFound):
+            gym.make("Missing/Env-v0")
+    finally:
+        gym.registry.pop("Fake/Env-v0", None)

@@ -35,7 +35,7 @@ def train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    register_project_envs()
+    register_project_envs(args.env)
     env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=_parse_kwargs(args.env_kwargs))
     algo_kwargs = _parse_kwargs(args.hyperparams)
     if args.algo == OUR_ALGO:
@@ -103,6 +103,7 @@ def _load_agent(args: argparse.Namespace):
         env_id = args.env
     if env_id is None:
         raise SystemExit(f"wm-agent {args.command}: pass --env ID for a bare checkpoint")
+    register_project_envs(env_id)
     return model, env_id, env_kwargs
 
 
@@ -165,7 +166,7 @@ def package_agent(args: argparse.Namespace) -> int:
     from wm_agent import JEPADreamer
     from wm_agent.pretrained import package
 
-    register_project_envs()
+    register_project_envs(args.env)
     model = JEPADreamer.load(args.path, device=args.device)
     env_kwargs = _parse_kwargs(args.env_kwargs)
     eval_seed = args.seed if args.seed is not None else (model.seed or 0) + EVAL_SEED_OFFSET

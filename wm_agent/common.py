@@ -8,6 +8,7 @@ seed offset. Light on purpose: importing it imports neither torch nor the agent.
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import warnings
 from typing import Any
@@ -113,16 +114,37 @@ def parse_kwargs(items: str | list[str] | tuple[str, ...]) -> dict[str, Any]:
     return kwargs
 
 
-def register_project_envs() -> None:
-    """Register the project's ``wm/...`` Gymnasium ids by importing its ``envs`` package, when it is installed.
+# Env packages whose Gymnasium ids stopped registering by themselves (Gymnasium 1.x loads no plugin entry points):
+# id prefix -> (module to import, its registering function, or None when importing it registers)
+PACKAGE_REGISTRATION: dict[str, tuple[str, str | None]] = {
+    "MinAtar/": ("minatar.gym", "register_envs"),
+    "dm_control/": ("shimmy", None),
+}
+
+
+def register_project_envs(*env_ids: str) -> None:
+    """Register the project's ``wm/...`` Gymnasium ids by importing its ``envs`` package, when it is installed,
+    and what each of ``env_ids`` needs from an installed package that no longer registers its ids by itself
+    (:data:`PACKAGE_REGISTRATION`: ``MinAtar/...``, shimmy's ``dm_control/...``), as that package's users must.
 
     Without the package (wm_agent alone) this does nothing. When the package is there but fails to import (a
     missing dependency inside it), that is warned about, naming the error, and the ``wm/`` ids stay unregistered:
-    envs outside the project still work. Any other error inside ``envs`` propagates.
+    envs outside the project still work. Any other error inside ``envs`` propagates. A package of ``env_ids`` that
+    is not installed is left alone: ``gym.make`` then names the missing namespace.
     """
     try:
         import envs  # noqa: F401
     except ImportError as error:
-        if isinstance(error, ModuleNotFoundError) and error.name == "envs":
-            return
-        warnings.warn(f"the project's wm/ envs are not registered: `import envs` failed: {error!r}", stacklevel=2)
+        if not (isinstance(error, ModuleNotFoundError) and error.name == "envs"):
+            warnings.warn(f"the project's wm/ envs are not registered: `import envs` failed: {error!r}", stacklevel=2)
+    from gymnasium.envs.registration import registry
+
+    for env_id in env_ids:
+        for prefix, (module_name, function) in PACKAGE_REGISTRATION.items():
+            if env_id.startswith(prefix) and env_id not in registry:
+                try:
+                    module = importlib.import_module(module_name)
+                except ModuleNotFoundError:
+                    continue
+                if function is not None:
+                    getattr(module, function)()

@@ -138,7 +138,7 @@ def _as_vec_env(env: gym.Env | VecEnv | str, policy: JEPADreamerPolicy) -> tuple
     if made_here:
         from wm_agent.common import register_project_envs
 
-        register_project_envs()
+        register_project_envs(env)
         env = gym.make(env)
     if not isinstance(env, (gym.Env, VecEnv)):
         raise TypeError(f"env must be a Gymnasium env, an SB3 VecEnv or an env id, got {type(env).__name__}")

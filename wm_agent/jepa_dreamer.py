@@ -42,6 +42,7 @@ from wm_agent.checkpoint import (
     space_to_json,
     unsafe_tensor_file_error,
 )
+from wm_agent.common import register_project_envs
 from wm_agent.config import JEPADreamerConfig, config_from_dict, make_config, upgrade_config
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
@@ -110,7 +111,7 @@ class JEPADreamer(BaseAlgorithm):
         self.preset = preset
         if env is not None:
             # fail before SB3 wraps the env, with the unsupported space named
-            env = maybe_make_env(env, verbose)
+            env = make_env(env, verbose)
             if not isinstance(env, VecEnv) and needs_flattening(env.observation_space):
                 env = FlatDictObservation(env)
             obs_spec = ObsSpec(env.observation_space)
@@ -821,7 +822,7 @@ class JEPADreamer(BaseAlgorithm):
         if overrides:
             data["config"] = dataclasses.replace(data["config"], **overrides)  # checked again
         if env is not None:
-            env = cls._wrap_env(maybe_make_env(env, data.get("verbose", 0)), data.get("verbose", 0))  # an id is made
+            env = cls._wrap_env(make_env(env, data.get("verbose", 0)), data.get("verbose", 0))  # an id is made
             check_env_spaces(env, data["observation_space"], data["action_space"])
             data["n_envs"] = env.num_envs
         model = cls(data["policy_class"], env, config=data["config"], device=device, _init_setup_model=False)
@@ -851,6 +852,13 @@ class JEPADreamer(BaseAlgorithm):
 
     def _get_model_size(self) -> int:
         return sum(p.numel() for p in self.policy.parameters())
+
+
+def make_env(env: GymEnv | str, verbose: int = 0) -> GymEnv:
+    """SB3's `maybe_make_env`, after registering what an env id needs (the project's wm/ ids, MinAtar's...)."""
+    if isinstance(env, str):
+        register_project_envs(env)
+    return maybe_make_env(env, verbose)
 
 
 def check_env_spaces(env: GymEnv, observation_space: spaces.Space, action_space: spaces.Space) -> None:

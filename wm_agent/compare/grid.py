@@ -245,7 +245,7 @@ def _check(grid: ComparisonSpec) -> None:
             from wm_agent import JEPADreamer  # noqa: F401
         except ImportError as e:
             raise ValueError(f"{OUR_ALGO} needs `from wm_agent import JEPADreamer`, which fails: {e}") from None
-    register_project_envs()
+    register_project_envs(*grid.env_ids)
     for env_id in grid.env_ids:
         check_env_id(env_id)
 

@@ -109,8 +109,8 @@ def report_finished(
     if not records:
         among = f" for {', '.join(env_ids)}" if env_ids else ""
         raise ValueError(f"no finished run{among} under {out_dir / 'runs'}")
-    register_project_envs()
     env_ids = list(dict.fromkeys(r["spec"]["env_id"] for r in records))
+    register_project_envs(*env_ids)
 
     def distinct(key: str) -> list[Any]:
         return sorted({r["spec"][key] for r in records})

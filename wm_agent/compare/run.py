@@ -199,7 +199,7 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
     :param isolated: whether this process runs nothing else (its peak memory is then the run's); recorded
     """
     torch.set_num_threads(spec.threads)
-    register_project_envs()
+    register_project_envs(spec.env_id)
     hyperparams, source = hyperparams_for(spec)
     train_env, eval_env = make_envs(spec, hyperparams)
     model = build_model(spec, train_env, hyperparams)

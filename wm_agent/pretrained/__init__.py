@@ -80,7 +80,7 @@ def load_pretrained(name_or_path: str | pathlib.Path, env=None, device: str = "a
     if isinstance(env, str):
         from stable_baselines3.common.env_util import make_vec_env
 
-        register_project_envs()
+        register_project_envs(env)
         env_kwargs = results.get("env_kwargs", {}) if env == results["env_id"] else {}
         env = make_vec_env(env, env_kwargs=env_kwargs)
     zips = sorted(folder.glob("*.zip"))
