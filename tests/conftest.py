@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -41,3 +44,13 @@ class SpaceEnv(gym.Env):
 def tiny_kwargs() -> dict:
     """The smallest settings that exercise every code path quickly."""
     return dict(preset="tiny", seed=0, learning_starts=24, train_ratio=16)
+
+
+README = pathlib.Path(__file__).parents[1] / "README.md"
+
+
+def readme_block(heading: str) -> str:
+    """The first ```python block after `heading` in the README."""
+    text = README.read_text()
+    section = text[text.index(heading) :]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 
-from tests.conftest import SpaceEnv
+from tests.conftest import SpaceEnv, readme_block
 from wm_agent import JEPADreamer
 from wm_agent.diagnostics import DriftCurves, Episode, collect_episodes, open_loop_drift
 
@@ -143,3 +143,11 @@ def test_dict_observation_with_image_and_vector_reconstruction(tiny_kwargs):
     model = JEPADreamer("MultiInputPolicy", env, **tiny_kwargs, representation="reconstruction", image_size=16)
     curves = open_loop_drift(model, env, n_episodes=2, horizon=3)
     check_curves(curves, 3, COMMON + RECON_ONLY, JEPA_ONLY)
+
+
+def test_readme_drift_example_runs_and_the_shipped_model_beats_copy_last_one_step_ahead():
+    namespace: dict = {}
+    exec(compile(readme_block("## Diagnostics: open-loop drift"), "README.md", "exec"), namespace)  # noqa: S102
+    latent_error = namespace["curves"]["latent_error"]
+    assert latent_error.shape == (50,)
+    assert latent_error[0] < 1  # one step ahead, the shipped CartPole model predicts better than "nothing changes"

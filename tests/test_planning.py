@@ -3,9 +3,6 @@ determinism, batching, bad inputs, load overrides, and the README's what-if exam
 
 from __future__ import annotations
 
-import pathlib
-import re
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,7 +11,7 @@ from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 
 import wm_agent.planning as planning
-from tests.conftest import SpaceEnv
+from tests.conftest import SpaceEnv, readme_block
 from wm_agent import JEPADreamer
 
 BOX_OBS = spaces.Box(-1, 1, (3,), np.float32)
@@ -23,7 +20,6 @@ ACTION_SPACES = {
     "box": spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)),
     "multidiscrete": spaces.MultiDiscrete([2, 3]),
 }
-README = pathlib.Path(__file__).parents[1] / "README.md"
 
 
 def sequences(action_space: spaces.Space, plans: int, horizon: int, seed: int = 0) -> np.ndarray:
@@ -183,13 +179,6 @@ def test_plan_settings_are_checked():
         JEPADreamer("MlpPolicy", "CartPole-v1", preset="tiny", planner="mppi", plan_samples=8, plan_elites=9)
     with pytest.raises(ValueError, match="plan_actor_share"):
         JEPADreamer("MlpPolicy", "CartPole-v1", preset="tiny", plan_actor_share=1.5)
-
-
-def readme_block(heading: str) -> str:
-    """The first ```python block after `heading` in the README."""
-    text = README.read_text()
-    section = text[text.index(heading) :]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 def test_readme_what_if_example_runs_and_its_prediction_matches_the_env():

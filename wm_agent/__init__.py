@@ -11,6 +11,7 @@ Shape letters, used in docstrings and ``# (B, T, D)`` comments throughout the pa
 """
 
 from wm_agent.config import PRESETS, JEPADreamerConfig, make_config
+from wm_agent.diagnostics import open_loop_drift
 from wm_agent.jepa_dreamer import JEPADreamer
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.pretrained import list_pretrained, load_pretrained, package
@@ -24,6 +25,7 @@ __all__ = [
     "list_pretrained",
     "load_pretrained",
     "make_config",
+    "open_loop_drift",
     "package",
     "__version__",
 ]
