@@ -27,6 +27,60 @@ def _parse_kwargs(pairs: list[str]) -> dict[str, Any]:
         raise SystemExit(f"wm-agent: {error}") from None
 
 
+def _hyperparams_from_file(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of --hyperparams-file (written by `wm-agent tune`), checked against --algo and --env."""
+    if not args.hyperparams_file:
+        return {}
+    from wm_agent.tune import read_hyperparams_file
+
+    try:
+        hyperparams, record = read_hyperparams_file(args.hyperparams_file)
+    except ValueError as error:
+        raise SystemExit(f"wm-agent train: {error}") from None
+    if record.get("algo", args.algo) != args.algo:
+        raise SystemExit(
+            f"wm-agent train: {args.hyperparams_file} holds settings of {record['algo']}, not of --algo {args.algo}"
+        )
+    if record.get("env_id", args.env) != args.env:
+        print(f"note: {args.hyperparams_file} was tuned on {record['env_id']}, not on {args.env}")
+    return hyperparams
+
+
+def tune(args: argparse.Namespace) -> int:
+    """Search JEPADreamer's settings on an env with optuna and write the best as a hyperparameter file."""
+    import torch
+
+    from wm_agent.tune import tune as run_tune
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or f"{args.log_folder}/{OUR_ALGO}/{args.env.replace('/', '-')}_tuned.json"
+    try:
+        record = run_tune(
+            args.env,
+            n_trials=args.n_trials,
+            n_timesteps=args.n_timesteps,
+            out=out,
+            seeds=args.seeds,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            env_kwargs=_parse_kwargs(args.env_kwargs),
+            fixed={"preset": args.preset, **_parse_kwargs(args.hyperparams)},
+            timeout=args.timeout,
+            storage=args.storage,
+            study_name=args.study_name,
+            sampler_seed=args.sampler_seed,
+        )
+    except (ImportError, ValueError, RuntimeError) as error:
+        raise SystemExit(f"wm-agent tune: {error}") from None
+    print(
+        f"best of {sum(record['trials'].values())} trials on {args.env} ({record['trials']}): objective "
+        f"{record['objective']:.1f} ({record['objective_meaning']}) with {record['hyperparams']}\n"
+        f"written to {out}; train with it: wm-agent train --env {args.env} --hyperparams-file {out}"
+    )
+    return 0
+
+
 def train(args: argparse.Namespace) -> int:
     """Train an agent, evaluate it on a separate env, save it, and print where it went."""
     import torch
@@ -37,7 +91,7 @@ def train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     register_project_envs(args.env)
     env = make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed, env_kwargs=_parse_kwargs(args.env_kwargs))
-    algo_kwargs = _parse_kwargs(args.hyperparams)
+    algo_kwargs = {**_hyperparams_from_file(args), **_parse_kwargs(args.hyperparams)}
     if args.algo == OUR_ALGO:
         algo_kwargs.setdefault("preset", args.preset)
     model = algo_class(args.algo)(
@@ -211,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-timesteps", type=int, default=20_000, help="env steps to train for")
     p.add_argument("--preset", default="small", help="JEPADreamer size preset: tiny, small, medium, large")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="K=V", help="constructor overrides")
+    p.add_argument(
+        "--hyperparams-file", default=None, metavar="FILE", help="settings from `wm-agent tune` (--hyperparams win)"
+    )
     p.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
     p.add_argument("--n-envs", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -255,6 +312,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trained-with", default="", help="the command that trained it, kept in results.json")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=package_agent)
+
+    p = commands.add_parser("tune", help="search JEPADreamer's settings on an env with optuna (needs wm-agent[tune])")
+    p.add_argument("--env", required=True, help="Gymnasium id")
+    p.add_argument("--n-trials", type=int, default=20, help="trials to run (each trains --seeds runs)")
+    p.add_argument("-n", "--n-timesteps", type=int, default=10_000, help="env steps per training run")
+    p.add_argument("--seeds", type=int, default=1, help="training runs per trial, seeds 0..K-1")
+    p.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations (default: budget/5)")
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--preset", default="small", help="the size preset every trial uses")
+    p.add_argument("--hyperparams", nargs="*", default=[], metavar="K=V", help="settings held fixed in every trial")
+    p.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V", help="gym.make keyword arguments")
+    p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    p.add_argument("--storage", default=None, help="optuna storage to resume or share a study: sqlite:///tune.db")
+    p.add_argument("--study-name", default=None)
+    p.add_argument("--sampler-seed", type=int, default=0)
+    p.add_argument("-f", "--log-folder", default="logs", help="the file goes to FOLDER/jepa_dreamer/ENV_tuned.json")
+    p.add_argument("--out", default=None, help="the hyperparameter file to write (overrides --log-folder)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.set_defaults(func=tune)
 
     p = commands.add_parser("list", help="list the shipped pretrained agents")
     p.set_defaults(func=list_agents)
