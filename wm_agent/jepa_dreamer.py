@@ -106,6 +106,7 @@ class JEPADreamer(BaseAlgorithm):
     ) -> None:
         if config is not None and config_overrides:
             raise TypeError("Pass either `config` or keyword overrides of the preset, not both")
+        check_policy_kwargs(policy_kwargs)
         self.config = config if config is not None else make_config(preset, **config_overrides)
         self.preset = preset
         if env is not None:
@@ -851,6 +852,23 @@ class JEPADreamer(BaseAlgorithm):
 
     def _get_model_size(self) -> int:
         return sum(p.numel() for p in self.policy.parameters())
+
+
+POLICY_KWARGS = ("normalize_images",)
+"""The `policy_kwargs` JEPADreamerPolicy takes (normalize_images is accepted and ignored, as images are scaled by
+`ObsSpec`)."""
+
+
+def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:
+    """Refuse SB3's network options (net_arch, features_extractor_*, optimizer_*...) with the JEPADreamer settings
+    to use instead: without this, the policy's constructor raises a bare "unexpected keyword argument"."""
+    unknown = sorted(set(policy_kwargs or {}) - set(POLICY_KWARGS))
+    if unknown:
+        raise TypeError(
+            f"JEPADreamer's policy takes no policy_kwargs {unknown} (SB3's network options do not apply to its world "
+            "model): set sizes with preset= and config fields (hidden, mlp_layers, embed, cnn_depth, deter, stoch), "
+            "learning rates with model_lr, actor_lr and critic_lr, and drop policy_kwargs"
+        )
 
 
 def check_env_spaces(env: GymEnv, observation_space: spaces.Space, action_space: spaces.Space) -> None:
