@@ -134,17 +134,21 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 # JEPADreamer cases that run and fail only at a check that JEPADreamer answers differently on purpose: nodeid regex ->
-# reason. Marked xfail(strict): they count as xfailed, never as passed, and an unexpected pass fails the run.
+# reason. Marked xfail(strict): they count as xfailed, never as passed, and an unexpected pass fails the run (except
+# the timing-dependent ones in `NOT_STRICT`, whose unexpected pass is reported as xpassed).
 KNOWN_DIFFERENCES: dict[str, str] = {
     r"test_tensorboard\.py::test_tensorboard\[": "expects the default tb_log_name to be the algorithm's key "
     "upper-cased ('A2C' -> A2C_1); JEPADreamer's default tb_log_name is its class name, 'JEPADreamer', as "
     "RecurrentPPO's is 'RecurrentPPO'",
     r"test_run\.py::test_offpolicy_multi_env": "its last check is SB3's gradient_steps=-1 (one update per collected "
     "transition); JEPADreamer's update schedule is train_ratio (gradient_steps is dropped)",
-    r"test_save_load\.py::test_set_env\[": "load(env, force_reset=False) is expected to keep the saved last "
-    "observation and continue the env's episode; JEPADreamer's checkpoint does not store the last observation or "
-    "the latent state, so a loaded agent starts its episodes afresh (documented in JEPADreamer.load)",
+    r"test_logger\.py::test_fps_logger\[": "expects at least 100 env steps/s from an env that sleeps 1 ms a step, a "
+    "bound set for model-free algorithms; JEPADreamer makes about one world-model and imagination update per env "
+    "step after learning_starts (fps is measured, and reset per learn() call, as SB3 does). Timing-dependent: may "
+    "pass on a fast, quiet machine (not strict)",
 }
+
+NOT_STRICT: tuple[str, ...] = (r"test_logger\.py::test_fps_logger\[",)
 
 
 def _is_algorithm_list(values: Any) -> bool:
@@ -247,7 +251,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         difference = match_reason(KNOWN_DIFFERENCES, item.nodeid)
         if difference is not None:
-            item.add_marker(pytest.mark.xfail(reason=difference, strict=True))
+            strict = match_reason(dict.fromkeys(NOT_STRICT, "timing"), item.nodeid) is None
+            item.add_marker(pytest.mark.xfail(reason=difference, strict=strict))
             _report["known_differences"][item.nodeid] = difference
         keep.append(item)
     if drop:
