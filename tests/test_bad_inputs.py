@@ -72,6 +72,11 @@ def _(tmp):
     JEPADreamer("MlpPolicy", make_vec_env(lambda: env_of(spaces.Tuple([BOX, BOX]))))
 
 
+@case("SB3 network policy_kwargs", TypeError, r"takes no policy_kwargs \['net_arch'\].*preset= and config fields")
+def _(tmp):
+    JEPADreamer("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[64, 64]))
+
+
 @case("unsupported action space", ValueError, r"does not support the action space .* use Discrete, Box")
 def _(tmp):
     JEPADreamer("MlpPolicy", env_of(BOX, spaces.Tuple([DISCRETE, DISCRETE])))

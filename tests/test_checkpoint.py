@@ -190,6 +190,26 @@ def test_a_packaged_agent_is_safe_and_saving_a_non_json_attribute_is_refused(tmp
     assert not hasattr(JEPADreamer.load(tmp_path / "agent"), "my_note")
 
 
+def test_load_without_force_reset_continues_the_envs_episodes(tmp_path, tiny_kwargs):
+    """SB3's contract (its test_save_load.py::test_set_env): load(env, force_reset=False) keeps the saved last
+    observations, so that learn(reset_num_timesteps=False) goes on without resetting the env; the default resets."""
+    env = make_vec_env("CartPole-v1")
+    model = JEPADreamer("MlpPolicy", env, **tiny_kwargs)
+    model.learn(40)
+    model.save(tmp_path / "agent")
+    loaded = JEPADreamer.load(tmp_path / "agent", env=env, force_reset=False)
+    np.testing.assert_array_equal(loaded._last_obs, model._last_obs)
+    np.testing.assert_array_equal(loaded._last_episode_starts, model._last_episode_starts)
+    resets = []
+    reset = env.reset
+    env.reset = lambda: resets.append(1) or reset()
+    loaded.learn(20, reset_num_timesteps=False)
+    assert resets == [] and loaded.num_timesteps == 60
+    assert JEPADreamer.load(tmp_path / "agent", env=env)._last_obs is None  # force_reset=True, SB3's default
+    two_envs = JEPADreamer.load(tmp_path / "agent", env=make_vec_env("CartPole-v1", n_envs=2), force_reset=False)
+    assert two_envs._last_obs is None  # saved for one env: the two start afresh
+
+
 def test_load_takes_an_env_id(saved):
     _, path = saved
     model = JEPADreamer.load(path, env="CartPole-v1")

@@ -107,6 +107,7 @@ class JEPADreamer(BaseAlgorithm):
     ) -> None:
         if config is not None and config_overrides:
             raise TypeError("Pass either `config` or keyword overrides of the preset, not both")
+        check_policy_kwargs(policy_kwargs)
         self.config = config if config is not None else make_config(preset, **config_overrides)
         self.preset = preset
         if env is not None:
@@ -623,8 +624,9 @@ class JEPADreamer(BaseAlgorithm):
         """Save the agent as a zip that loads without unpickling anything (`wm_agent.checkpoint`).
 
         Crash-safe: the zip is written beside `path` and renamed over it once complete, so a kill during a save
-        leaves the previous checkpoint loadable. A loaded agent starts its episodes afresh: the last observations
-        and the latent state are not saved.
+        leaves the previous checkpoint loadable. The envs' last observations are saved (as tensors, in
+        ``pytorch_variables.pth``) for ``load(env=..., force_reset=False)``; the latent state is not: a loaded agent's
+        latent state starts afresh.
         """
         excluded = (set(exclude or ()) | set(self._excluded_save_params()) | {"policy"}) - set(include or ())
         data = {
@@ -635,10 +637,40 @@ class JEPADreamer(BaseAlgorithm):
         data["format_version"] = FORMAT_VERSION
         state_dict_names, _ = self._get_torch_save_params()
         params = {name: state for name, state in self.get_parameters().items() if name in state_dict_names}
+        variables = self._episode_variables()
         if not isinstance(path, (str, pathlib.Path)):
-            return save_to_zip_file(path, data=data, params=params, pytorch_variables={})
+            return save_to_zip_file(path, data=data, params=params, pytorch_variables=variables)
         with atomic_path(with_suffix(path, ".zip")) as temporary:
-            save_to_zip_file(temporary, data=data, params=params, pytorch_variables={})
+            save_to_zip_file(temporary, data=data, params=params, pytorch_variables=variables)
+
+    def _episode_variables(self) -> dict[str, Any]:
+        """The envs' last observations and episode starts as tensors, for ``load(env, force_reset=False)``."""
+        if self._last_obs is None:
+            return {}
+        obs = self._last_obs
+        variables: dict[str, Any] = {
+            "last_obs": {k: torch.as_tensor(np.asarray(v)) for k, v in obs.items()}
+            if isinstance(obs, dict)
+            else torch.as_tensor(np.asarray(obs))
+        }
+        if self._last_episode_starts is not None:
+            variables["last_episode_starts"] = torch.as_tensor(np.asarray(self._last_episode_starts, dtype=bool))
+        return variables
+
+    def _restore_episodes(self, variables: dict[str, Any] | None) -> None:
+        """After ``load(force_reset=False)``: the saved last observations, so that ``learn(reset_num_timesteps=False)``
+        goes on with the envs' episodes instead of resetting them (a fresh latent state starts from them). Saved for
+        another number of envs, they are dropped and the envs are reset."""
+        obs = (variables or {}).get("last_obs")
+        if obs is None:
+            return
+        obs = {k: v.cpu().numpy() for k, v in obs.items()} if isinstance(obs, dict) else obs.cpu().numpy()
+        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+        if n != self.n_envs:
+            return
+        self._last_obs = obs
+        starts = variables.get("last_episode_starts")
+        self._last_episode_starts = starts.cpu().numpy() if starts is not None else np.ones(n, dtype=bool)
 
     def _json_value(self, name: str, value: Any) -> Any:
         """An attribute as the plain JSON value the checkpoint stores (`_from_json` reads it back)."""
@@ -771,7 +803,9 @@ class JEPADreamer(BaseAlgorithm):
         :param custom_objects: values used instead of the saved ones, e.g. ``{"policy_class": MyPolicy}`` for an
             agent saved with a policy subclass
         :param print_system_info: print the saving and the current system's versions
-        :param force_reset: kept for SB3's signature: a loaded agent always starts its episodes afresh
+        :param force_reset: reset the envs at the next learn() (SB3's default); False keeps the saved last
+            observations, so that ``learn(reset_num_timesteps=False)`` continues the envs' episodes (pass the env the
+            agent was saved with, in its current state); the latent state starts afresh either way
         :param allow_pickle: also load files with pickled entries (saved by wm-agent 0.1, or converted from SB3);
             unpickling can run any code: use it only for files you trust, then save them again
         :param kwargs: config fields overriding the saved ones (e.g. ``learning_starts=0``, ``train_ratio=64``),
@@ -789,7 +823,9 @@ class JEPADreamer(BaseAlgorithm):
                 kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
             model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         else:
-            model = cls._load_json(path, data, env, device, custom_objects, print_system_info, overrides, kwargs)
+            model = cls._load_json(
+                path, data, env, device, custom_objects, print_system_info, overrides, kwargs, force_reset
+            )
         if overrides:  # the optimizers' saved state carries the old learning rates
             for name, optimizer in model.policy.optimizers.items():
                 for group in optimizer.param_groups:
@@ -807,10 +843,13 @@ class JEPADreamer(BaseAlgorithm):
         print_system_info: bool,
         overrides: dict[str, Any],
         kwargs: dict[str, Any],
+        force_reset: bool = True,
     ) -> SelfJEPADreamer:
         """SB3's load steps, on the JSON data of the safe format, with tensors loaded ``weights_only``."""
         try:
-            _, params, _ = load_from_zip_file(path, load_data=False, device=device, print_system_info=print_system_info)
+            _, params, variables = load_from_zip_file(
+                path, load_data=False, device=device, print_system_info=print_system_info
+            )
         except pickle.UnpicklingError as error:
             raise unsafe_tensor_file_error(path, error) from error
         provided = custom_objects or {}
@@ -830,6 +869,8 @@ class JEPADreamer(BaseAlgorithm):
         model.__dict__.update(kwargs)
         model._setup_model()
         model.set_parameters(params, exact_match=True, device=device)
+        if not force_reset:
+            model._restore_episodes(variables)
         return model
 
     @classmethod
@@ -859,6 +900,23 @@ def make_env(env: GymEnv | str, verbose: int = 0) -> GymEnv:
     if isinstance(env, str):
         register_project_envs(env)
     return maybe_make_env(env, verbose)
+
+
+POLICY_KWARGS = ("normalize_images",)
+"""The `policy_kwargs` JEPADreamerPolicy takes (normalize_images is accepted and ignored, as images are scaled by
+`ObsSpec`)."""
+
+
+def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:
+    """Refuse SB3's network options (net_arch, features_extractor_*, optimizer_*...) with the JEPADreamer settings
+    to use instead: without this, the policy's constructor raises a bare "unexpected keyword argument"."""
+    unknown = sorted(set(policy_kwargs or {}) - set(POLICY_KWARGS))
+    if unknown:
+        raise TypeError(
+            f"JEPADreamer's policy takes no policy_kwargs {unknown} (SB3's network options do not apply to its world "
+            "model): set sizes with preset= and config fields (hidden, mlp_layers, embed, cnn_depth, deter, stoch), "
+            "learning rates with model_lr, actor_lr and critic_lr, and drop policy_kwargs"
+        )
 
 
 def check_env_spaces(env: GymEnv, observation_space: spaces.Space, action_space: spaces.Space) -> None:
