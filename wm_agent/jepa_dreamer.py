@@ -637,7 +637,7 @@ class JEPADreamer(BaseAlgorithm):
         data["format_version"] = FORMAT_VERSION
         state_dict_names, _ = self._get_torch_save_params()
         params = {name: state for name, state in self.get_parameters().items() if name in state_dict_names}
-        variables = self._episode_variables()
+        variables = {} if "_last_obs" in set(exclude or ()) - set(include or ()) else self._episode_variables()
         if not isinstance(path, (str, pathlib.Path)):
             return save_to_zip_file(path, data=data, params=params, pytorch_variables=variables)
         with atomic_path(with_suffix(path, ".zip")) as temporary:
