@@ -12,6 +12,11 @@ skipped; `--jobs` runs (env, seed) pairs in parallel processes. Writes ``results
 
     python -m benchmarks.planning eval --env CartPole-v1,Pendulum-v1,MountainCarContinuous-v0,wm/CartPoleNoVel-v0 \\
         --seeds 3 --checkpoints 2500,5000,10000 --jobs 2 --threads 1
+
+`pretrained`: the shipped agents (`load_pretrained`), each evaluated with the actor alone and with mppi at each
+policy-prior weight given (`plan_prior_weight`), on an env seeded 1000, deterministic, in this process.
+
+    python -m benchmarks.planning pretrained --env CartPole-v1,Acrobot-v1,Pendulum-v1 --prior-weights 0,0.1,1
 """
 
 from __future__ import annotations
@@ -125,6 +130,36 @@ def train_and_evaluate(
     return rows
 
 
+def pretrained(env_ids: list[str], prior_weights: list[float], episodes: int, threads: int) -> list[dict]:
+    """Eval return of each shipped agent with the actor alone and with mppi at each policy-prior weight."""
+    import torch
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from wm_agent import load_pretrained
+    from wm_agent.common import EVAL_SEED_OFFSET
+
+    torch.set_num_threads(threads)
+    rows = []
+    for env_id in env_ids:
+        variants = [{"planner": "none"}] + [{"planner": "mppi", "plan_prior_weight": w} for w in prior_weights]
+        for settings in variants:
+            model = load_pretrained(env_id, **settings)
+            start = time.perf_counter()
+            returns, lengths = evaluate_policy(
+                model, make_vec_env(env_id, seed=EVAL_SEED_OFFSET), episodes, deterministic=True,
+                return_episode_rewards=True,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            rows.append({
+                "env": env_id, "settings": settings, "episodes": episodes, "return_mean": float(np.mean(returns)),
+                "return_std": float(np.std(returns)), "ms_per_action": 1000 * seconds / max(sum(lengths), 1),
+            })  # fmt: skip
+            print(f"| {env_id} | {settings} | {np.mean(returns):.1f} +/- {np.std(returns):.1f} | "
+                  f"{rows[-1]['ms_per_action']:.1f} |", flush=True)  # fmt: skip
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: per env and checkpoint, each planner's mean +/- std over seeds of the seeds' eval returns."""
     lines = [
@@ -156,7 +191,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("timing", "eval"))
+    parser.add_argument("what", choices=("timing", "eval", "pretrained"))
     parser.add_argument("--env", default=None, help="comma-separated env ids")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--checkpoints", default="2500,5000,10000", help="env steps at which to save and evaluate")
@@ -165,6 +200,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--rounds", type=int, default=5, help="timing: interleaved rounds")
     parser.add_argument("--calls", type=int, default=100, help="timing: predict calls per planner and round")
+    parser.add_argument("--prior-weights", default="0,0.1,1", help="pretrained: mppi's plan_prior_weight values")
     parser.add_argument("--plan-settings", default="{}", help="JSON of plan_* overrides, e.g. '{\"plan_samples\": 64}'")
     parser.add_argument("--out", default="benchmarks/out/planning")
     args = parser.parse_args()
@@ -182,6 +218,12 @@ def main() -> None:
         for env_id in env_ids:
             ms = [next(r["ms_per_action"] for r in rows if (r["env"], r["planner"]) == (env_id, p)) for p in PLANNERS]
             print(f"| {env_id} | " + " | ".join(f"{m:.2f}" for m in ms) + " |")
+        return
+    if args.what == "pretrained":
+        env_ids = (args.env or "CartPole-v1,Acrobot-v1,Pendulum-v1").split(",")
+        print("| shipped agent | settings | eval return | ms/action |\n|---|---|---:|---:|")
+        rows = pretrained(env_ids, [float(w) for w in args.prior_weights.split(",")], args.episodes, args.threads)
+        (out / "pretrained.json").write_text(json.dumps(rows, indent=1) + "\n")
         return
     env_ids = (args.env or "CartPole-v1,Pendulum-v1,MountainCarContinuous-v0,wm/CartPoleNoVel-v0").split(",")
     checkpoints = [int(step) for step in args.checkpoints.split(",")]

@@ -137,8 +137,8 @@ def test_planner_runs_only_in_predict(monkeypatch, tiny_kwargs):
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_planner_maximises_the_imagined_return_against_the_actor(monkeypatch, env_id, planner, tiny_kwargs):
     """With a score that pays for action 1 (CartPole) or for 1.0 (Pendulum, in [-2, 2]) at every step, the planner
-    picks it, though the actor prefers the opposite."""
-    model = JEPADreamer("MlpPolicy", env_id, **tiny_kwargs, planner=planner, plan_iterations=4)
+    picks it, though the actor prefers the opposite (no policy prior in the score: the search alone)."""
+    model = JEPADreamer("MlpPolicy", env_id, **tiny_kwargs, planner=planner, plan_iterations=4, plan_prior_weight=0)
     discrete = model.policy.action_spec.discrete
     bias = model.policy.behavior.actor.net[-1].bias
     bias.data = torch.tensor([5.0, -5.0]) if discrete else torch.tensor([-3.0, -5.0])  # actor: 0, or about -2
@@ -159,6 +159,25 @@ def test_planner_maximises_the_imagined_return_against_the_actor(monkeypatch, en
         assert action == 1 and actor_action.predict(obs, deterministic=True)[0] == 0
     else:
         assert abs(action[0] - 1.0) < 0.3 and actor_action.predict(obs, deterministic=True)[0][0] < -1.5
+
+
+@pytest.mark.parametrize("pay, planned", [(0.5, 0), (50.0, 1)])
+def test_the_policy_prior_keeps_the_actors_action_unless_the_model_sees_a_clear_gain(monkeypatch, pay, planned):
+    """Score: `pay` (in return-scale units) per step of action 1, which the actor gives a probability of about 0.005
+    (log -5.3, unimix): with plan_prior_weight 1, half a unit per step is within the prior's doubt and the actor's
+    action 0 stays; fifty units per step is a clear gain and the planner takes action 1."""
+    model = JEPADreamer("MlpPolicy", "CartPole-v1", preset="tiny", planner="mppi", plan_prior_weight=1.0)
+    model.policy.behavior.actor.net[-1].bias.data = torch.tensor([5.0, -5.0])
+    imagine_outcomes = planning.imagine_outcomes
+
+    def score(world_model, behavior, start, actions, generator=None, actor_rows=0, every_value=True):  # (H, N, A)
+        outcome = imagine_outcomes(world_model, behavior, start, actions, generator, actor_rows, every_value)
+        outcome["return"] = pay * actions[..., 1].sum(0)
+        return outcome
+
+    monkeypatch.setattr(planning, "imagine_outcomes", score)
+    action, _ = model.predict(model.observation_space.sample(), deterministic=True)
+    assert action == planned
 
 
 def test_load_with_a_planner(tmp_path, tiny_kwargs):

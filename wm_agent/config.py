@@ -158,6 +158,10 @@ class JEPADreamerConfig:
     plan_actor_share: float = 0.25
     """Share of the candidates drawn from the actor along their imagined rollout (the policy prior); the rest come
     from the planner's distribution (a Gaussian for Box actions, per-step categoricals for discrete ones)."""
+    plan_prior_weight: float = 1.0
+    """Weight of the policy prior in the planner's score: score = return / return scale + weight * sum over the
+    plan's steps of the actor's log-probability of its actions. Where the model sees no clear difference between
+    plans (within noise), the actor's choice wins; 0 scores by the imagined return alone."""
 
     def __post_init__(self) -> None:
         if self.max_skipped_updates < 1:
@@ -194,6 +198,8 @@ class JEPADreamerConfig:
             )
         if not 0.0 <= self.plan_actor_share <= 1.0:
             raise ValueError(f"plan_actor_share must be in [0, 1], got {self.plan_actor_share}")
+        if self.plan_prior_weight < 0:
+            raise ValueError(f"plan_prior_weight must be at least 0, got {self.plan_prior_weight}")
         if self.plan_temperature <= 0:
             raise ValueError(f"plan_temperature must be positive, got {self.plan_temperature}")
 

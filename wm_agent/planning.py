@@ -72,8 +72,9 @@ def plan(
     """The planner's next model action (E, A) for each of E envs whose filtered state is `start` (E).
 
     Every iteration scores `plan_samples` candidate sequences of `plan_horizon` actions per env with
-    `imagine_outcomes`, keeps the `plan_elites` best and refits the sampling distribution to them, weighted by
-    exp(plan_temperature * (score - best) / return scale) ("mppi", as TD-MPC2) or equally ("cem"). The first
+    `imagine_outcomes` (its return over the return scale, plus `plan_prior_weight` times the actor's log-probability
+    of the sequence), keeps the `plan_elites` best and refits the sampling distribution to them, weighted by
+    exp(plan_temperature * (score - best)) ("mppi", as TD-MPC2) or equally ("cem"). The first
     iteration draws a `plan_actor_share` of the candidates from the actor along their imagined rollout; those
     sequences stay in the population, rescored, in later iterations. The rest are drawn from
       - Box actions: a Gaussian per step and dimension (mean 0, std 1 at first), clipped to [-1, 1];
@@ -105,12 +106,15 @@ def plan(
         actor_rows = actor_samples * envs if iteration == 0 else 0
         candidates = actions.view(horizon, -1, size)  # (H, P * E, A)
         outcome = imagine_outcomes(world_model, behavior, rows, candidates, generator, actor_rows, every_value=False)
-        score = outcome["return"].view(samples, envs).nan_to_num(nan=-1e9)  # (P, E); a NaN score never wins
+        score = outcome["return"] / behavior.return_norm.scale  # (P * E,), in units of the return scale
+        if cfg.plan_prior_weight:
+            prior = behavior.actor(outcome["feat"][:-1]).log_prob(candidates)  # (H, P * E)
+            score = score + cfg.plan_prior_weight * prior.sum(0)
+        score = score.view(samples, envs).nan_to_num(nan=-1e9)  # (P, E); a NaN score never wins
         elite_score, elite_index = score.topk(cfg.plan_elites, dim=0)  # (K, E), best first
         elite_actions = actions.gather(1, elite_index[None, :, :, None].expand(horizon, -1, -1, size))  # (H, K, E, A)
         if cfg.planner == "mppi":
-            scaled = (elite_score - elite_score[:1]) / behavior.return_norm.scale
-            weight = torch.softmax(cfg.plan_temperature * scaled, 0)  # (K, E)
+            weight = torch.softmax(cfg.plan_temperature * (elite_score - elite_score[:1]), 0)  # (K, E)
         else:
             weight = torch.full_like(elite_score, 1.0 / cfg.plan_elites)
         mean = (weight[None, :, :, None] * elite_actions).sum(1)  # (H, E, A)
