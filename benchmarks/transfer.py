@@ -149,23 +149,46 @@ def stop_at_threshold(recorder: Any, threshold: float | None) -> Any:
     return CallbackList([recorder, _Stop()])
 
 
-def load_for_finetune(algo: str, path: Path, env: Any, learning_starts: int | None) -> Any:
-    """A saved agent ready to fine-tune on ``env``: ``Algo.load(path, env=env)``, as a user would.
+def pretrained_folder(path: Path, task: Task) -> Path:
+    """The agent saved at ``path`` (``Algo.save``) as a pretrained-agent folder (`wm_agent.package`, default
+    settings: the Adam moments are left out, as in a shipped agent), written beside it on first use."""
+    from wm_agent import JEPADreamer, package
+    from wm_agent.pretrained import model_name
+
+    parent = path.with_suffix("")
+    folder = parent / model_name(task.env_id)
+    if not (folder / "results.json").exists() or folder.stat().st_mtime_ns < path.stat().st_mtime_ns:
+        record = json.loads(path.with_suffix(".json").read_text())
+        last = record["evals"][-1]
+        model = JEPADreamer.load(path, device="cpu")
+        package(
+            model, parent, task.env_id, last["return_mean"], last["return_std"], record.get("eval_episodes", 10),
+            command=f"python -m benchmarks.transfer train --env {task.name}",
+            eval_seed=record["seed"] + EVAL_SEED_OFFSET,
+        )  # fmt: skip
+    return folder
+
+
+def load_for_finetune(algo: str, path: Path, env: Any, learning_starts: int | None, task: Task) -> Any:
+    """A saved agent ready to fine-tune on ``env``, as a user would load it: JEPADreamer through
+    ``load_pretrained(folder, env=env)`` (the agent packaged by :func:`pretrained_folder`), SB3 through
+    ``Algo.load(path, env=env)``.
 
     The recipe, read from the code: a loaded agent has an empty replay (SB3's off-policy algorithms and
     JEPADreamer save none), and ``learn(n, reset_num_timesteps=True)`` counts steps from 0 again, so
     ``learning_starts`` applies again: JEPADreamer (1000) and SAC (100) first act uniformly at random for that
     many steps, then update. For JEPADreamer we pass ``learning_starts`` (``--finetune-learning-starts``, default
     0) as a load override: it acts with its trained policy from the first step and updates as soon as the replay
-    holds one sequence (``seq_len`` steps). SAC keeps its default (100 random steps to seed its replay), PPO has
-    no replay.
+    holds one sequence (``seq_len`` steps), which is what ``reset_num_timesteps=False`` does too. SAC keeps its
+    default (100 random steps to seed its replay); PPO has no replay.
     """
+    from wm_agent import load_pretrained
     from wm_agent.common import algo_class
 
-    kwargs: dict[str, Any] = {"device": "cpu"}
-    if algo == OUR_ALGO and learning_starts is not None:
-        kwargs["learning_starts"] = learning_starts
-    return algo_class(algo).load(path, env=env, **kwargs)
+    if algo != OUR_ALGO:
+        return algo_class(algo).load(path, env=env, device="cpu")
+    kwargs = {} if learning_starts is None else {"learning_starts": learning_starts}
+    return load_pretrained(pretrained_folder(path, task), env=env, device="cpu", **kwargs)
 
 
 def train_and_record(
@@ -200,7 +223,7 @@ def train_and_record(
         model = build_model(spec, train_env, hyperparams)
     else:
         set_random_seed(seed)
-        model = load_for_finetune(algo, init_path, train_env, learning_starts)
+        model = load_for_finetune(algo, init_path, train_env, learning_starts, task)
         model.set_random_seed(seed)
     recorder = EvalRecorder(eval_env, eval_every, eval_episodes)
     recorder.start_clock()
@@ -209,7 +232,8 @@ def train_and_record(
         "env_id": task.env_id, "algo": algo, "seed": seed, "steps": steps, "physics": physics,
         "mode": "scratch" if init_path is None else "finetune", "init": None if init_path is None else str(init_path),
         "hyperparams": hyperparams, "hyperparams_source": source, "learning_starts": learning_starts,
-        "stop_at": stop_at, "evals": recorder.rows, "train_wall_s": round(recorder.train_time(), 1),
+        "stop_at": stop_at, "eval_every": eval_every, "eval_episodes": eval_episodes, "evals": recorder.rows,
+        "train_wall_s": round(recorder.train_time(), 1),
         "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
     if save_path is not None:

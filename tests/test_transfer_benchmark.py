@@ -49,16 +49,18 @@ def test_transfer_benchmark_end_to_end(tmp_path):
 
 
 def test_finetune_starts_from_the_saved_weights(tmp_path):
-    """load_for_finetune gives the saved agent's weights on the new physics, then learning changes them."""
+    """load_for_finetune (load_pretrained on the packaged agent, with the new env) gives the saved weights on the
+    new physics; learning then changes them."""
     from wm_agent import JEPADreamer
+    from wm_agent.compare.run import write_json
 
-    task = transfer.TASKS["cartpole"]
-    trained = JEPADreamer("MlpPolicy", transfer.make_env(task, {}, seed=0), preset="tiny", seed=0)
-    trained.learn(80)
-    trained.save(tmp_path / "agent.zip")
-    saved = {k: v.clone() for k, v in trained.policy.state_dict().items()}
+    task, path = transfer.TASKS["cartpole"], tmp_path / "seed0.zip"
+    record = transfer.train_and_record(task, "jepa_dreamer", 0, 80, {}, 80, 1, "tiny", save_path=path)
+    write_json(path.with_suffix(".json"), record)
+    saved = JEPADreamer.load(path, device="cpu").policy.state_dict()
     new_env = transfer.make_env(task, {"length": 2.0}, seed=0)
-    model = transfer.load_for_finetune("jepa_dreamer", tmp_path / "agent.zip", new_env, learning_starts=0)
+    model = transfer.load_for_finetune("jepa_dreamer", path, new_env, learning_starts=0, task=task)
+    assert (tmp_path / "seed0" / "jepa_dreamer-wm-CartPoleVariant-v0" / "results.json").exists()
     assert model.get_env().envs[0].unwrapped.length == 2.0 and model.config.learning_starts == 0
     loaded = model.policy.state_dict()
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
