@@ -407,8 +407,8 @@ def cmd_finetune(task: Task, args: argparse.Namespace) -> None:
                     write_json(path, record)
                     reached = steps_to(record["evals"], task.threshold)
                     print(
-                        f"{mode} {task.name} {setting} {algo} seed {seed}: threshold at "
-                        f"{'not reached' if reached is None else f'{reached:,}'} steps; last eval "
+                        f"{mode} {task.name} {setting} {algo} seed {seed}: threshold "
+                        f"{'not reached' if reached is None else f'at {reached:,} steps'}; last eval "
                         f"{record['evals'][-1]['return_mean']:.1f} at {record['evals'][-1]['step']:,}, "
                         f"{record['train_wall_s']:.0f} s",
                         flush=True,
