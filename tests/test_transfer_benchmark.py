@@ -67,3 +67,17 @@ def test_finetune_starts_from_the_saved_weights(tmp_path):
     model.learn(60, reset_num_timesteps=True)
     assert model.num_timesteps == 60 and model._n_updates > 0
     assert any(not torch.equal(saved[k], v) for k, v in model.policy.state_dict().items())
+
+
+def test_sb3_baseline_finetunes_from_its_saved_weights(tmp_path):
+    """PPO gets rl-zoo's CartPole-v1 settings through the harness, and Algo.load(path, env=new_env) keeps them."""
+    from stable_baselines3 import PPO
+
+    task, path = transfer.TASKS["cartpole"], tmp_path / "ppo.zip"
+    record = transfer.train_and_record(task, "ppo", 0, 256, {}, 256, 1, "tiny", save_path=path)
+    assert record["hyperparams"]["n_envs"] == 8 and record["hyperparams"]["n_epochs"] == 20  # zoo CartPole-v1
+    saved = PPO.load(path, device="cpu").policy.state_dict()
+    new_env = transfer.make_env(task, {"length": 2.0}, seed=0, n_envs=8)
+    model = transfer.load_for_finetune("ppo", path, new_env, learning_starts=None, task=task)
+    assert model.get_env().envs[0].unwrapped.length == 2.0
+    assert all(torch.equal(saved[k], v) for k, v in model.policy.state_dict().items())
