@@ -40,12 +40,17 @@ class ActionDist:
         """Reparameterised sample (continuous actions only), clipped to [-1, 1]."""
         return self.normal.rsample().clamp(-1, 1)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """A sample of model actions (..., A); its noise from `generator` when given (planning), else torch's global
-        generator."""
+        generator, or given: `noise` holds one standard-normal draw per action dimension (..., A) or per categorical
+        factor (..., len(nvec)), as `ColoredNoise` makes them for exploration."""
         if not self.nvec:
-            return self.normal.sample(generator=generator)
-        return torch.cat([sample_one_hot(lp, False, generator) for lp in self.log_probs], -1)
+            return self.normal.sample(generator=generator, noise=noise)
+        if noise is None:
+            return torch.cat([sample_one_hot(lp, False, generator) for lp in self.log_probs], -1)
+        uniform = torch.special.ndtr(noise).unsqueeze(-1)  # (..., factors, 1): a normal draw's CDF is uniform
+        one_hots = [sample_one_hot(lp, False, uniform=u) for lp, u in zip(self.log_probs, uniform.unbind(-2))]
+        return torch.cat(one_hots, -1)
 
     @property
     def mode(self) -> torch.Tensor:

@@ -60,6 +60,13 @@ class JEPADreamerConfig:
     """Chance that a random prefill step repeats its env's previous action: longer random walks reach states that
     uniform draws never do (Acrobot's goal: 11 of 20 random episodes at 0.75, none uniform), at no cost measured on
     CartPole-v1 and Pendulum-v1 (benchmarks/RESULTS.md); 0 draws every prefill action afresh."""
+    exploration_noise_beta: float = 0.0
+    """Colour of the noise the actor samples its actions with while collecting (after the prefill): the exponent
+    of its 1/f^beta power spectrum. 0 draws afresh at every step; 1 (pink) and 2 (red) correlate successive draws,
+    so exploration holds a direction for a while. Each action's distribution stays the actor's either way."""
+    exploration_noise_length: int = 1000
+    """Steps of each coloured-noise sequence (its lowest frequency); an env's sequence also starts afresh with
+    every episode."""
     pretrain_updates: int = 0
     """Extra updates on the prefill data at the first training step."""
     replay_dir: str | None = None
@@ -180,6 +187,10 @@ class JEPADreamerConfig:
             raise ValueError(f"jepa_target_rate must be in (0, 1], got {self.jepa_target_rate}")
         if not 0.0 <= self.prefill_repeat_prob < 1.0:
             raise ValueError(f"prefill_repeat_prob must be in [0, 1), got {self.prefill_repeat_prob}")
+        if not 0.0 <= self.exploration_noise_beta <= 4.0:
+            raise ValueError(f"exploration_noise_beta must be in [0, 4], got {self.exploration_noise_beta}")
+        if self.exploration_noise_length < 2:
+            raise ValueError(f"exploration_noise_length must be at least 2, got {self.exploration_noise_length}")
         if self.train_ratio <= 0:
             raise ValueError(f"train_ratio must be positive, got {self.train_ratio}")
         if self.seq_len < 2 or self.batch_size < 1:
@@ -235,7 +246,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Fields added after 0.1, with the value that reproduces how an agent saved without them behaved (their class
 # default may differ): agents saved before `precision` existed ran in float32.
-ADDED_FIELD_OLD_VALUES: dict[str, Any] = {"precision": "float32"}
+ADDED_FIELD_OLD_VALUES: dict[str, Any] = {"precision": "float32", "exploration_noise_beta": 0.0}
 
 
 def upgrade_config(config: JEPADreamerConfig) -> JEPADreamerConfig:

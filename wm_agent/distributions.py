@@ -96,16 +96,20 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
 
 
 def sample_one_hot(
-    log_probs: torch.Tensor, straight_through: bool = True, generator: torch.Generator | None = None
+    log_probs: torch.Tensor,
+    straight_through: bool = True,
+    generator: torch.Generator | None = None,
+    uniform: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One-hot sample (..., C) of a categorical given by normalised `log_probs`.
 
     Inverse-CDF sampling: much faster than torch.multinomial for many small categoricals on CPU. With
     `straight_through`, gradients pass to the probabilities as if the sample were the probabilities. `generator`:
-    where the uniform draws come from (None: torch's global generator).
+    where the uniform draws come from (None: torch's global generator); `uniform` (..., 1): the draws themselves.
     """
     probs = log_probs.exp()
-    uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype, generator=generator)
+    if uniform is None:
+        uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, dtype=probs.dtype, generator=generator)
     index = (probs.cumsum(-1) < uniform).sum(-1, keepdim=True).clamp_(max=probs.shape[-1] - 1)
     one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
     return one_hot + probs - probs.detach() if straight_through else one_hot
@@ -123,12 +127,19 @@ class BoundedNormal(td.Normal):
         std = (max_std - min_std) * torch.sigmoid(std_logits + 2.0) + min_std
         super().__init__(torch.tanh(mean_logits), std, validate_args=False)
 
-    def sample(self, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> torch.Tensor:
-        """A sample clipped to [-1, 1]; from `generator` when given, else from torch's global generator."""
-        if generator is None:
+    def sample(
+        self,
+        sample_shape: tuple[int, ...] = (),
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """A sample clipped to [-1, 1]; its standard-normal `noise` given, or drawn from `generator` when given,
+        else from torch's global generator."""
+        if generator is None and noise is None:
             return super().sample(torch.Size(sample_shape)).clamp(-1, 1)
-        shape = self._extended_shape(torch.Size(sample_shape))
-        noise = torch.randn(shape, device=self.loc.device, dtype=self.loc.dtype, generator=generator)
+        if noise is None:
+            shape = self._extended_shape(torch.Size(sample_shape))
+            noise = torch.randn(shape, device=self.loc.device, dtype=self.loc.dtype, generator=generator)
         return (self.loc + self.scale * noise).clamp(-1, 1)
 
     @property

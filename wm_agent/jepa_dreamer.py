@@ -44,6 +44,7 @@ from wm_agent.checkpoint import (
 )
 from wm_agent.common import register_project_envs
 from wm_agent.config import JEPADreamerConfig, config_from_dict, make_config, upgrade_config
+from wm_agent.exploration import ColoredNoise
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
 from wm_agent.precision import reuse_freed_memory, update_autocast
@@ -88,6 +89,7 @@ class JEPADreamer(BaseAlgorithm):
     }
     policy: JEPADreamerPolicy
     _last_prefill_actions: np.ndarray | None = None  # (n_envs, ...) last prefill actions, for prefill_repeat_prob
+    _exploration_noise: ColoredNoise | None = None  # the collecting actor's draws, for exploration_noise_beta
     _last_model_obs: dict[str, np.ndarray] | None = None  # `_last_obs` with images at the model's resolution
 
     def __init__(
@@ -267,6 +269,7 @@ class JEPADreamer(BaseAlgorithm):
             "_act_state",
             "_metric_sums",
             "_last_prefill_actions",
+            "_exploration_noise",
             # a loaded agent starts its episodes afresh and rebuilds its schedule from `learning_rate`
             "_last_obs",
             "_last_original_obs",
@@ -359,6 +362,16 @@ class JEPADreamer(BaseAlgorithm):
         n = self.n_envs
         self._act_state = self.policy.initial_state(n)
         self._last_prefill_actions = None
+        self._exploration_noise = None
+        if self.config.exploration_noise_beta > 0:
+            spec = self.policy.action_spec
+            self._exploration_noise = ColoredNoise(
+                self.config.exploration_noise_beta,
+                n,
+                len(spec.nvec) if spec.discrete else spec.size,
+                self.config.exploration_noise_length,
+                np.random.default_rng(self.action_space.np_random.integers(2**63)),
+            )
         raw_obs = self.policy.obs_spec.as_dict(self._last_obs)
         self.policy.obs_spec.check(raw_obs, n)
         obs = self.policy.obs_spec.resize_images(raw_obs, self.config.image_size)
@@ -390,8 +403,13 @@ class JEPADreamer(BaseAlgorithm):
         obs_tensor = {k: torch.as_tensor(v, device=self.device) for k, v in self._last_model_obs.items()}
         episode_start = torch.as_tensor(self._last_episode_starts, device=self.device, dtype=torch.float32)
         latent, prev_action = self._act_state
-        action, latent = policy.act(obs_tensor, latent, prev_action, episode_start)
-        if self.num_timesteps < self.config.learning_starts:
+        prefill = self.num_timesteps < self.config.learning_starts
+        noise = None  # (n_envs, dims): the actor's draws, correlated across steps (exploration_noise_beta)
+        if self._exploration_noise is not None and not prefill:
+            draws = self._exploration_noise(self._last_episode_starts)
+            noise = torch.as_tensor(draws, dtype=torch.float32, device=self.device)
+        action, latent = policy.act(obs_tensor, latent, prev_action, episode_start, noise=noise)
+        if prefill:
             actions = self._prefill_actions()
             buffer_actions = action_spec.from_env(actions)
             action = torch.as_tensor(buffer_actions, device=self.device)

@@ -137,20 +137,22 @@ class JEPADreamerPolicy(BasePolicy):
         episode_start: torch.Tensor,
         deterministic: bool = False,
         plan: bool = False,
+        noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Latent]:
         """One batched step: filter the new observation into the latent state, then act (sample, or the mode).
 
         obs: raw tensors (N, ...); latent/prev_action: the state after the previous step; episode_start (N,)
         resets the state of the envs whose episode begins with this observation. With `plan` and a `planner` in the
         config, the planner picks the action instead of the actor (`predict` plans, `learn` collects with the
-        actor). Returns model actions (N, A) and the filtered state.
+        actor). `noise`: the actor's standard-normal draws (see `ActionDist.sample`), for correlated exploration.
+        Returns model actions (N, A) and the filtered state.
         """
         latent = self.filter(obs, latent, prev_action, episode_start, deterministic)
         if plan and self.config.planner != "none":
             generator = self.noise_generator(deterministic)
             return planning.plan(self.world_model, self.behavior, latent, self.config, deterministic, generator), latent
         policy = self.behavior.actor(latent.feat)
-        action = policy.mode if deterministic else policy.sample()
+        action = policy.mode if deterministic else policy.sample(noise=noise)
         return action, latent
 
     def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
