@@ -52,6 +52,7 @@ def test_a_pruned_trial_stops_its_run_early(monkeypatch):
             "train_ratio": 32,
             "learning_starts": 100,
             "prefill_repeat_prob": 0.0,
+            "exploration_noise_beta": 0.0,
             "model_lr": 3e-4,
             "actor_lr": 3e-5,
             "critic_lr": 3e-4,

@@ -39,6 +39,7 @@ def sample_settings(trial: optuna.Trial, n_timesteps: int) -> dict[str, Any]:
         "train_ratio": trial.suggest_categorical("train_ratio", [32, 64, 128, 256]),
         "learning_starts": trial.suggest_categorical("learning_starts", starts),
         "prefill_repeat_prob": trial.suggest_categorical("prefill_repeat_prob", [0.0, 0.5, 0.75, 0.9]),
+        "exploration_noise_beta": trial.suggest_categorical("exploration_noise_beta", [0.0, 1.0, 2.0]),
         "model_lr": trial.suggest_float("model_lr", 1e-4, 1e-3, log=True),
         "actor_lr": trial.suggest_float("actor_lr", 1e-5, 3e-4, log=True),
         "critic_lr": trial.suggest_float("critic_lr", 3e-5, 1e-3, log=True),
