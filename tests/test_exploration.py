@@ -95,3 +95,12 @@ def test_exploration_noise_settings_are_checked_and_not_saved(tmp_path, tiny_kwa
     assert loaded.config.exploration_noise_beta == 1.0 and loaded._exploration_noise is None
     loaded.learn(10, reset_num_timesteps=False)
     assert loaded._exploration_noise is not None
+
+
+def test_pink_noise_takes_an_untrained_actor_up_the_mountain():
+    """The benchmark behind the setting: the initial actor's wide normal, white against pink noise."""
+    from benchmarks.exploration import play
+
+    white, _ = play("MountainCarContinuous-v0", "white", 6)
+    pink, _ = play("MountainCarContinuous-v0", "pink", 6)
+    assert white == 0 and pink >= 2
