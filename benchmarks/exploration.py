@@ -1,10 +1,10 @@
 """How far an untrained actor's random actions get, sampled with white, coloured or sticky noise (issue 13).
 
-Before the actor has learned anything its distribution is near uniform (discrete actions) or a wide normal around 0
-(continuous: mean 0, the std the initial `BoundedNormal` has, about 0.89). This plays that distribution on an env,
-drawing its noise afresh every step (white, `exploration_noise_beta=0`), from a 1/f^beta sequence (`ColoredNoise`,
-beta 1 pink, 2 red), or, for discrete actions, repeating the last action with probability 0.75 (the sticky prefill),
-and counts the episodes that end by termination (Acrobot's and MountainCar's goal) and their mean return:
+An untrained actor (zero outputs: uniform categoricals, or a normal around 0 with the initial std, about 0.89) is
+played on an env through the agent's own `ActionDist`, its noise drawn afresh every step (white,
+`exploration_noise_beta=0`), from a 1/f^beta sequence (`ColoredNoise`: beta 1 pink, 2 red), or, for discrete
+actions, its last action repeated with probability 0.75 (the sticky prefill). Counts the episodes that end by
+termination (Acrobot's and MountainCar's goal) and their mean return:
 
     python -m benchmarks.exploration --env Acrobot-v1,MountainCarContinuous-v0 --episodes 20
 """
@@ -12,40 +12,36 @@ and counts the episodes that end by termination (Acrobot's and MountainCar's goa
 from __future__ import annotations
 
 import argparse
-import math
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
+import torch
 
+from wm_agent.behavior import ActionDist
+from wm_agent.config import make_config
 from wm_agent.exploration import ColoredNoise
+from wm_agent.spaces import ActionSpec
 
-INITIAL_STD = 0.1 + 0.9 / (1 + math.exp(-2.0))  # BoundedNormal's std at zero logits with the default min/max std
+BETAS = {"white": 0.0, "sticky": 0.0, "pink": 1.0, "red": 2.0}
+STICKY_REPEAT_PROB = 0.75
 
 
 def play(env_id: str, noise: str, episodes: int) -> tuple[int, float]:
     """Episodes that terminated (of `episodes`) and the mean return, seeds 0..episodes-1."""
     env = gym.make(env_id)
-    discrete = isinstance(env.action_space, spaces.Discrete)
-    dims = 1 if discrete else int(np.prod(env.action_space.shape))
+    spec = ActionSpec(env.action_space)
+    actor_outputs = torch.zeros(1, spec.size if spec.discrete else 2 * spec.size)
+    actor = ActionDist(actor_outputs, spec, make_config())  # what a freshly built actor outputs
     terminated_episodes, returns = 0, []
     for seed in range(episodes):
         env.reset(seed=seed)
         rng = np.random.default_rng(seed)
-        beta = {"white": 0.0, "pink": 1.0, "red": 2.0}.get(noise, 0.0)
-        colored = ColoredNoise(beta, 1, dims, 1000, rng)
+        colored = ColoredNoise(BETAS[noise], 1, spec.noise_size, 1000, rng)
         start, action, total = True, None, 0.0
         while True:
-            draw = colored(np.array([start]))[0]  # (dims,) standard normal
-            if discrete:
-                n = int(env.action_space.n)
-                if noise == "sticky" and action is not None and rng.random() < 0.75:
-                    pass  # repeat the last action
-                else:
-                    uniform = 0.5 * (1 + math.erf(draw[0] / math.sqrt(2)))  # inverse-CDF sampling, as the actor
-                    action = min(n - 1, int(uniform * n))
-            else:
-                action = np.clip(INITIAL_STD * draw, -1, 1).astype(env.action_space.dtype)
+            draw = torch.as_tensor(colored(np.array([start])), dtype=torch.float32)  # (1, noise_size)
+            if not (noise == "sticky" and action is not None and rng.random() < STICKY_REPEAT_PROB):
+                action = spec.to_env(actor.sample(noise=draw).numpy())[0]
             start = False
             _, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
@@ -64,7 +60,7 @@ def main() -> None:
     print("| env | noise | episodes that reached the goal | mean return |")
     print("|---|---|---:|---:|")
     for env_id in args.env.split(","):
-        discrete = isinstance(gym.make(env_id).action_space, spaces.Discrete)
+        discrete = ActionSpec(gym.make(env_id).action_space).discrete
         for noise in ("white", "sticky", "pink", "red") if discrete else ("white", "pink", "red"):
             reached, mean_return = play(env_id, noise, args.episodes)
             print(f"| {env_id} | {noise} | {reached} / {args.episodes} | {mean_return:.1f} |")

@@ -364,11 +364,10 @@ class JEPADreamer(BaseAlgorithm):
         self._last_prefill_actions = None
         self._exploration_noise = None
         if self.config.exploration_noise_beta > 0:
-            spec = self.policy.action_spec
             self._exploration_noise = ColoredNoise(
                 self.config.exploration_noise_beta,
                 n,
-                len(spec.nvec) if spec.discrete else spec.size,
+                self.policy.action_spec.noise_size,
                 self.config.exploration_noise_length,
                 np.random.default_rng(self.action_space.np_random.integers(2**63)),
             )

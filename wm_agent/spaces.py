@@ -303,6 +303,8 @@ class ActionSpec:
             self.low = action_space.low.reshape(-1).astype(np.float32)
             self.high = action_space.high.reshape(-1).astype(np.float32)
         self.size = sum(self.nvec) if self.discrete else int(np.prod(action_space.shape))
+        # standard-normal draws one sample of the actor takes (`ActionDist.sample`'s noise): one per factor or value
+        self.noise_size = len(self.nvec) if self.discrete else self.size
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
         """Model actions (N, size), on the host -> a batch of env actions (N, *space.shape)."""
