@@ -73,6 +73,31 @@ def test_changed_settings_redo_only_the_stale_runs(tmp_path):
     assert "a2c@fast" in (out / "summary.md").read_text()
 
 
+def test_env_kwargs_reach_the_envs_and_are_part_of_a_runs_identity(tmp_path):
+    out = tmp_path / "out"
+    kwargs = dict(steps=64, seeds=1, eval_every=64, eval_episodes=1)
+    plain = _compare(out, ["wm/DelayedReward-v0"], ["a2c"], **kwargs)
+    record = json.loads(plain.ran[0].path(out).read_text())
+    assert "env_kwargs" not in record["spec"]  # as runs stored before the field existed: they stay finished
+    assert record["evals"][0]["ep_len_mean"] == 32 + 10  # n_decisions + the default delay
+
+    delayed = _compare(
+        out, ["wm/DelayedReward-v0"], ["a2c"], env_kwargs={"wm/DelayedReward-v0": {"delay": 50}}, **kwargs
+    )
+    assert len(delayed.ran) == 1  # other env settings are another run
+    record = json.loads(delayed.ran[0].path(out).read_text())
+    assert record["spec"]["env_kwargs"] == {"delay": 50}
+    assert record["evals"][0]["ep_len_mean"] == 32 + 50  # train and eval envs both got the setting
+    assert json.loads((out / "summary.json").read_text())["settings"]["env_kwargs"] == {
+        "wm/DelayedReward-v0": {"delay": 50}
+    }
+    assert "Env settings: wm/DelayedReward-v0 delay=50." in (out / "summary.md").read_text()
+
+    parsed = grid.parse_env_kwargs(["wm/DelayedReward-v0:delay=50,n_decisions=8", 'CartPole-v1:{"render_mode": null}'],
+                                   ["wm/DelayedReward-v0", "CartPole-v1"])  # fmt: skip
+    assert parsed == {"wm/DelayedReward-v0": {"delay": 50, "n_decisions": 8}, "CartPole-v1": {"render_mode": None}}
+
+
 def test_budget_per_label_and_saved_models(tmp_path):
     from stable_baselines3 import A2C
 
@@ -260,6 +285,9 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=0"], "--algo-steps ppo must be at least 1"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-steps", "ppo=5", "--algo-steps", "ppo=6"], "two budgets"),
         (["--report", "--algo-steps", "ppo=5"], "--report runs nothing, so --algo-steps"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--env-kwargs", "Acrobot-v1:x=1"], "which is not in --env"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--env-kwargs", "delay=5"], "--env-kwargs expects ENV:k=v"),
+        (["--env", "wm/CueMemory-v0", "--algos", "ppo", "--env-kwargs", "wm/CueMemory-v0:dealy=5"], "do not fit"),
         (["--env", "Pendulum-v1", "--algos", "dqn"], "dqn does not support"),
         (["--algos", "ppo"], "--env is required (or --report"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--backend", "ray", "--jobs", "0"], "with --backend ray give"),

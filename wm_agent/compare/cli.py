@@ -8,7 +8,13 @@ from collections.abc import Sequence
 
 from wm_agent.common import ALGO_NAMES
 from wm_agent.compare.backends import BACKENDS
-from wm_agent.compare.grid import ComparisonSpec, parse_algo_kwargs, parse_algo_steps, parse_thresholds
+from wm_agent.compare.grid import (
+    ComparisonSpec,
+    parse_algo_kwargs,
+    parse_algo_steps,
+    parse_env_kwargs,
+    parse_thresholds,
+)
 from wm_agent.compare.harness import report_finished, run_comparison
 
 DEFAULT_ALGOS = "jepa_dreamer,ppo,dqn,sac,a2c"
@@ -74,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable; n_envs/normalize/frame_stack are honoured for every algorithm",
     )
     p.add_argument(
+        "--env-kwargs",
+        action="append",
+        default=[],
+        metavar="ENV:K=V[,K=V]",
+        help="gym.make settings of one env of --env, e.g. wm/DelayedReward-v0:delay=50; repeatable. Runs of one env "
+        "with other settings belong in another --out (a finished run with other settings is run again)",
+    )
+    p.add_argument(
         "--threshold",
         action="append",
         default=[],
@@ -108,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid_flags = {
             "--algo-steps": args.algo_steps,
             "--algo-kwargs": args.algo_kwargs,
+            "--env-kwargs": args.env_kwargs,
             "--save-models": args.save_models,
             "--backend": args.backend != "local",
             "--address": args.address,
@@ -123,16 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.env:
         parser.error("--env is required (or --report to summarize the runs stored under --out)")
-    algos = _split(args.algos)
+    algos, env_ids = _split(args.algos), _split(args.env)
     try:
         grid = ComparisonSpec(
-            env_ids=_split(args.env),
+            env_ids=env_ids,
             algos=algos,
             steps=args.steps,
             seeds=args.seeds,
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             algo_kwargs=parse_algo_kwargs(args.algo_kwargs, list(dict.fromkeys(algos))),
+            env_kwargs=parse_env_kwargs(args.env_kwargs, env_ids),
             steps_by_label=parse_algo_steps(args.algo_steps),
             thresholds=parse_thresholds(args.threshold),
             threads=args.threads,

@@ -61,6 +61,7 @@ class RunSpec:
     :param eval_every: env steps between evaluations (plus one at step 0 and one at the end)
     :param eval_episodes: deterministic episodes per evaluation
     :param algo_kwargs: constructor overrides (and the harness keys n_envs, normalize, frame_stack)
+    :param env_kwargs: ``gym.make`` keyword arguments of the training and eval envs
     :param threads: torch threads of the run
     :param device: torch device of the algorithm
     :param save_model: keep the trained model beside the result; not part of the run's identity
@@ -73,6 +74,7 @@ class RunSpec:
     eval_every: int
     eval_episodes: int = 10
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     device: str = "auto"
     save_model: bool = False
@@ -95,6 +97,8 @@ class RunSpec:
         """The spec as stored in its result file (JSON round-tripped), to tell a finished run from a stale one."""
         identity = json.loads(json.dumps(dataclasses.asdict(self), default=str))
         identity.pop("save_model")
+        if not identity["env_kwargs"]:
+            del identity["env_kwargs"]  # as runs stored before the field existed, which stay finished
         return identity
 
     def model_path(self, out_dir: str | Path) -> Path:
@@ -113,6 +117,7 @@ class ComparisonSpec:
     :param eval_every: env steps between evaluations
     :param eval_episodes: deterministic episodes per evaluation
     :param algo_kwargs: constructor overrides per label (see :func:`parse_algo_kwargs`)
+    :param env_kwargs: ``gym.make`` keyword arguments per env id (see :func:`parse_env_kwargs`)
     :param steps_by_label: a budget of its own for some labels; a base name's entry reaches its variants, a
         variant's own entry wins
     :param thresholds: success thresholds per env, beating the spec's and :data:`THRESHOLDS`
@@ -128,6 +133,7 @@ class ComparisonSpec:
     eval_every: int = 5_000
     eval_episodes: int = 10
     algo_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     steps_by_label: dict[str, int] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     threads: int = 1
@@ -165,6 +171,25 @@ def parse_algo_kwargs(items: Sequence[str], labels: Sequence[str]) -> dict[str, 
             raise ValueError(f"--algo-kwargs names {key!r}, which is not in --algos {','.join(labels)}")
         per_key[key].update(parse_kwargs(body))
     return {label: {**per_key.get(base_algo(label), {}), **per_key.get(label, {})} for label in labels}
+
+
+def parse_env_kwargs(items: Sequence[str], env_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["wm/DelayedReward-v0:delay=50", ...]`` -> ``gym.make`` kwargs per env id of ``env_ids``.
+
+    The id ends at the last ``:`` before the first ``=`` or ``{``, so ids with a namespace work.
+    """
+    kwargs: dict[str, dict[str, Any]] = defaultdict(dict)
+    for item in items:
+        head_end = min((i for i in (item.find("="), item.find("{")) if i >= 0), default=len(item))
+        env_id, sep, body = item[:head_end].rpartition(":")
+        env_id = env_id.strip()
+        body += item[head_end:]
+        if not sep or not env_id:
+            raise ValueError(f"--env-kwargs expects ENV:k=v[,k=v] or ENV:{{json}}, got {item!r}")
+        if env_id not in env_ids:
+            raise ValueError(f"--env-kwargs names {env_id!r}, which is not in --env {','.join(env_ids)}")
+        kwargs[env_id].update(parse_kwargs(body))
+    return dict(kwargs)
 
 
 def parse_algo_steps(items: Sequence[str]) -> dict[str, int]:
@@ -259,7 +284,10 @@ def plan_runs(grid: ComparisonSpec) -> tuple[list[RunSpec], list[tuple[str, str,
     _check(grid)
     specs, incompatible = [], []
     for env_id in grid.env_ids:
-        env = gym.make(env_id)
+        try:
+            env = gym.make(env_id, **grid.env_kwargs.get(env_id, {}))
+        except TypeError as e:
+            raise ValueError(f"--env-kwargs for {env_id!r} do not fit its constructor: {e}") from None
         action_space = env.action_space
         env.close()
         for label in grid.labels:
@@ -276,6 +304,7 @@ def plan_runs(grid: ComparisonSpec) -> tuple[list[RunSpec], list[tuple[str, str,
                     eval_every=grid.eval_every,
                     eval_episodes=grid.eval_episodes,
                     algo_kwargs=grid.algo_kwargs.get(label, {}),
+                    env_kwargs=grid.env_kwargs.get(env_id, {}),
                     threads=grid.threads,
                     device=grid.device,
                     save_model=grid.save_models,

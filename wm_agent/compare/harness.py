@@ -75,6 +75,7 @@ def run_comparison(
         "eval_episodes": grid.eval_episodes,
         "threads": grid.threads,
         "algo_kwargs": grid.algo_kwargs,
+        "env_kwargs": grid.env_kwargs,
         "thresholds": thresholds,
         "isolated": [r.get("isolated_process", True) for r in records],
     }
@@ -123,6 +124,7 @@ def report_finished(
         "eval_every": distinct("eval_every"),
         "eval_episodes": distinct("eval_episodes"),
         "threads": distinct("threads"),
+        "env_kwargs": {r["spec"]["env_id"]: r["spec"]["env_kwargs"] for r in records if r["spec"].get("env_kwargs")},
         "thresholds": {env_id: threshold_for(env_id, thresholds) for env_id in env_ids},
         "isolated": [r.get("isolated_process", True) for r in records],
     }

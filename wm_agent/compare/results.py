@@ -141,10 +141,15 @@ def _protocol_text(settings: dict[str, Any]) -> str:
     else:
         budget = f"{_budget_text(settings)} per run"
         seeds = f"seeds 0..{settings['seeds'] - 1}"
+    env_settings = "; ".join(
+        f"{env_id} " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        for env_id, kwargs in settings.get("env_kwargs", {}).items()
+        if kwargs
+    )
     return (
         f"Protocol: {budget}, {seeds}; every {values('eval_every')} env steps (and at 0 and the end) "
         f"{values('eval_episodes')} deterministic episodes on a separate eval env (seed + {EVAL_SEED_OFFSET}). "
-        f"torch threads per run: {values('threads')}."
+        f"torch threads per run: {values('threads')}." + (f" Env settings: {env_settings}." if env_settings else "")
     )
 
 

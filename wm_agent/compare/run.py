@@ -75,8 +75,10 @@ def make_envs(spec: RunSpec, hyperparams: dict[str, Any]) -> tuple[VecEnv, VecEn
     records it): a feed-forward policy cannot see velocities in one frame, and the zoo stacks 4 frames for every
     image env it tunes. Our agent is recurrent and gets no stack.
     """
-    train_env = make_vec_env(spec.env_id, n_envs=hyperparams.get("n_envs", 1), seed=spec.seed)
-    eval_env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + EVAL_SEED_OFFSET)
+    train_env = make_vec_env(
+        spec.env_id, n_envs=hyperparams.get("n_envs", 1), seed=spec.seed, env_kwargs=spec.env_kwargs
+    )
+    eval_env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + EVAL_SEED_OFFSET, env_kwargs=spec.env_kwargs)
     if spec.algo in SB3_ALGO_NAMES and "frame_stack" not in hyperparams and is_image_space(train_env.observation_space):
         hyperparams["frame_stack"] = 4
     normalize, frame_stack = hyperparams.get("normalize", False), hyperparams.get("frame_stack", 0)
