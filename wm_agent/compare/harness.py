@@ -75,10 +75,10 @@ def run_comparison(
         "eval_episodes": grid.eval_episodes,
         "threads": grid.threads,
         "algo_kwargs": grid.algo_kwargs,
-        "env_kwargs": grid.env_kwargs,
         "thresholds": thresholds,
         "isolated": [r.get("isolated_process", True) for r in records],
     }
+    settings.update(_env_settings(records))
     if records:
         report.files = write_outputs(records, out_dir, thresholds, settings, incompatible, report.failed)
     return report
@@ -124,10 +124,17 @@ def report_finished(
         "eval_every": distinct("eval_every"),
         "eval_episodes": distinct("eval_episodes"),
         "threads": distinct("threads"),
-        "env_kwargs": {r["spec"]["env_id"]: r["spec"]["env_kwargs"] for r in records if r["spec"].get("env_kwargs")},
         "thresholds": {env_id: threshold_for(env_id, thresholds) for env_id in env_ids},
         "isolated": [r.get("isolated_process", True) for r in records],
     }
+    settings.update(_env_settings(records))
     report = Report(out_dir=out_dir)
     report.files = write_outputs(records, out_dir, settings["thresholds"], settings)
     return report
+
+
+def _env_settings(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``{"env_kwargs": {env: settings}}`` for the runs made with ``gym.make`` settings, or nothing when none was
+    (the settings of such a grid, and the tables written from them, stay as they were before the option existed)."""
+    env_kwargs = {r["spec"]["env_id"]: r["spec"]["env_kwargs"] for r in records if r["spec"].get("env_kwargs")}
+    return {"env_kwargs": env_kwargs} if env_kwargs else {}
