@@ -120,7 +120,8 @@ class JEPADreamerConfig:
     horizon: int = 15
     """Imagined steps H per rollout of the actor-critic."""
     gamma: float = 0.99
-    """Discount of imagined returns (measured: learns CartPole and Pendulum faster than DreamerV3's 0.997 here)."""
+    """Discount of imagined returns. DreamerV3's 0.997 solves MountainCarContinuous (a goal hundreds of steps away),
+    where 0.99 loses it, but cost a CartPole and an Acrobot seed at 10k (benchmarks/RESULTS.md, "The discount")."""
     lam: float = 0.95
     """Lambda of the lambda-returns (0: one-step bootstrap, 1: Monte Carlo over the horizon)."""
     actor_lr: float = 3e-5
