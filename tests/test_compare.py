@@ -16,6 +16,7 @@ from wm_agent import compare
 from wm_agent.common import parse_kwargs
 from wm_agent.compare import grid, results, run
 from wm_agent.compare.zoo_hyperparams import ZOO_HYPERPARAMS
+from wm_agent.config import ENV_SETTINGS
 
 torch.set_num_threads(1)
 
@@ -71,6 +72,15 @@ def test_changed_settings_redo_only_the_stale_runs(tmp_path):
     mixed = _compare(out, ["CartPole-v1"], ["a2c@fast", "dqn"], **{**kwargs, "eval_episodes": 2})
     assert [s.label for s in mixed.ran] == ["a2c@fast"] and [s.label for s in mixed.skipped] == ["dqn"]
     assert "a2c@fast" in (out / "summary.md").read_text()
+
+    # a run stored before its table entry changed (the zoo's for dqn here) is stale too
+    path = mixed.skipped[0].path(out)
+    record = json.loads(path.read_text())
+    assert record["hyperparams_source"] == "zoo"
+    record["hyperparams"]["learning_rate"] = 1.0
+    path.write_text(json.dumps(record))
+    table_changed = _compare(out, ["CartPole-v1"], ["a2c@fast", "dqn"], **{**kwargs, "eval_episodes": 2})
+    assert [s.label for s in table_changed.ran] == ["dqn"] and [s.label for s in table_changed.skipped] == ["a2c@fast"]
 
 
 def test_env_kwargs_reach_the_envs_and_are_part_of_a_runs_identity(tmp_path):
@@ -248,6 +258,24 @@ def test_zoo_table_builds_every_model():
                 assert model.replay_buffer.buffer_size <= 1000
             train_env.close()
             eval_env.close()
+
+
+def test_env_table_builds_our_model_and_yields_to_overrides():
+    """Every entry of wm-agent's own env table (`ENV_SETTINGS`) reaches the model, and --algo-kwargs win over it."""
+    for env_id, entry in ENV_SETTINGS.items():
+        spec = compare.RunSpec(env_id=env_id, label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
+        hp, source = run.hyperparams_for(spec)
+        assert (hp, source) == (entry, "preset+table")
+        train_env, eval_env = run.make_envs(spec, {**hp, "preset": "tiny"})
+        model = run.build_model(spec, train_env, {**hp, "preset": "tiny"})
+        assert {k: getattr(model.config, k) for k in entry} == entry
+        train_env.close()
+        eval_env.close()
+    spec = compare.RunSpec(env_id="MountainCarContinuous-v0", label="jepa_dreamer@x", seed=0, steps=1000,
+                           eval_every=500, algo_kwargs={"gamma": 0.98})  # fmt: skip
+    assert run.hyperparams_for(spec) == ({"gamma": 0.98}, "preset+table+overrides")
+    spec = compare.RunSpec(env_id="CartPole-v1", label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
+    assert run.hyperparams_for(spec) == ({}, "preset")
 
 
 def test_algo_kwargs_and_threshold_parsing():

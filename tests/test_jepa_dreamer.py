@@ -25,7 +25,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 from tests.conftest import SpaceEnv
-from wm_agent import JEPADreamer, JEPADreamerConfig, make_config
+from wm_agent import ENV_SETTINGS, JEPADreamer, JEPADreamerConfig, env_settings, make_config
 
 IMAGE_HWC = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 OBS_SPACES = {
@@ -389,6 +389,19 @@ def test_bad_checkpoints_raise_clearly(tmp_path, tiny_kwargs):
 def test_config_or_overrides_not_both():
     with pytest.raises(TypeError, match="either"):
         JEPADreamer("MlpPolicy", "CartPole-v1", config=JEPADreamerConfig(), train_ratio=3)
+
+
+def test_env_table_entries_are_checked_settings_and_copies():
+    """Each `ENV_SETTINGS` entry names registered envs and valid settings; `env_settings` hands out a copy."""
+    for env_id, entry in ENV_SETTINGS.items():
+        gym.spec(env_id)  # raises for an id Gymnasium does not know (a typo in the table)
+        assert entry and make_config("small", **entry).to_dict().items() >= entry.items()
+    assert env_settings("CartPole-v1") == {}
+    settings = env_settings("MountainCarContinuous-v0")
+    settings["gamma"] = 0.5
+    assert ENV_SETTINGS["MountainCarContinuous-v0"]["gamma"] == 0.997
+    # the constructor does not read the table: the same agent on every env unless the user passes the entry
+    assert JEPADreamer("MlpPolicy", "MountainCarContinuous-v0", preset="tiny").config.gamma == 0.99
 
 
 def test_stop_on_episode_end_then_resume_keeps_replay_consistent(tiny_kwargs):

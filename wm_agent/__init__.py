@@ -10,7 +10,7 @@ Shape letters, used in docstrings and ``# (B, T, D)`` comments throughout the pa
 - in image shapes only, (C, H, W) are channels, height and width, as in torch
 """
 
-from wm_agent.config import PRESETS, JEPADreamerConfig, make_config
+from wm_agent.config import ENV_SETTINGS, PRESETS, JEPADreamerConfig, env_settings, make_config
 from wm_agent.diagnostics import open_loop_drift
 from wm_agent.jepa_dreamer import JEPADreamer
 from wm_agent.policies import JEPADreamerPolicy
@@ -21,7 +21,9 @@ __all__ = [
     "JEPADreamer",
     "JEPADreamerConfig",
     "JEPADreamerPolicy",
+    "ENV_SETTINGS",
     "PRESETS",
+    "env_settings",
     "list_pretrained",
     "load_pretrained",
     "make_config",

@@ -46,6 +46,17 @@ def _hyperparams_from_file(args: argparse.Namespace) -> dict[str, Any]:
     return hyperparams
 
 
+def _table_settings(env_id: str, chosen: dict[str, Any]) -> dict[str, Any]:
+    """The env's entry in wm-agent's table (`ENV_SETTINGS`) that `chosen` does not set, announced."""
+    from wm_agent.config import env_settings
+
+    table = {k: v for k, v in env_settings(env_id).items() if k not in chosen}
+    if table:
+        shown = " ".join(f"{k}={v}" for k, v in table.items())
+        print(f"note: {env_id} trains with wm-agent's settings for it: {shown} (ENV_SETTINGS; --hyperparams win)")
+    return table
+
+
 def tune(args: argparse.Namespace) -> int:
     """Search JEPADreamer's settings on an env with optuna and write the best as a hyperparameter file."""
     import torch
@@ -94,6 +105,7 @@ def train(args: argparse.Namespace) -> int:
     algo_kwargs = {**_hyperparams_from_file(args), **_parse_kwargs(args.hyperparams)}
     if args.algo == OUR_ALGO:
         algo_kwargs.setdefault("preset", args.preset)
+        algo_kwargs = {**_table_settings(args.env, algo_kwargs), **algo_kwargs}
     model = algo_class(args.algo)(
         policy_for(env.observation_space),
         env,

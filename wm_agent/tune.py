@@ -20,6 +20,7 @@ import numpy as np
 
 from wm_agent.common import EVAL_SEED_OFFSET, OUR_ALGO, policy_for, register_project_envs
 from wm_agent.compare.run import EvalRecorder
+from wm_agent.config import env_settings
 from wm_agent.version import __version__
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ def run_trial(
 
     from wm_agent import JEPADreamer
 
-    settings = {**sample_settings(trial, n_timesteps), **fixed}
+    # the env's table entry is where a trial starts from, as `wm-agent train` does; the search and `fixed` win
+    settings = {**env_settings(env_id), **sample_settings(trial, n_timesteps), **fixed}
     scores = []
     for index, seed in enumerate(seeds):
         env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs)

@@ -170,7 +170,14 @@ def markdown_summary(
         "over seeds of the first evaluation after step 0 reaching the threshold (a seed that never reaches counts "
         "as never). "
         "Wall time is training only (evaluation excluded). Peak RSS: max over seeds of the run process's peak "
-        "resident memory. SB3 hyperparameters: `zoo` = tuned values of " + ZOO_SOURCE + ", `defaults` = SB3's.",
+        "resident memory. SB3 hyperparameters: `zoo` = tuned values of "
+        + ZOO_SOURCE
+        + ", `defaults` = SB3's."
+        + (
+            " `preset+table`: the preset with the env's entry in wm-agent's table (`wm_agent.ENV_SETTINGS`)."
+            if any("table" in row["hyperparams_source"] for row in summary)
+            else ""
+        ),
         "",
         "| env (threshold) | algo | hyperparams | seeds | budget | final return | steps to threshold (seeds reached) "
         "| wall to threshold | train wall | peak RSS |",

@@ -31,6 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 from wm_agent.common import EVAL_SEED_OFFSET, OUR_ALGO, SB3_ALGO_NAMES, algo_class, policy_for, register_project_envs
 from wm_agent.compare.grid import RunSpec
 from wm_agent.compare.zoo_hyperparams import HARNESS_KEYS, has_zoo_hyperparams, zoo_hyperparams
+from wm_agent.config import env_settings
 
 OFF_POLICY = ("dqn", "sac", "td3")
 
@@ -60,11 +61,16 @@ def _schedule(value: Any) -> Any:
 
 
 def hyperparams_for(spec: RunSpec) -> tuple[dict[str, Any], str]:
-    """The settings of a run (zoo table for SB3 where tuned, then --algo-kwargs) and where they come from."""
-    tuned = spec.algo in SB3_ALGO_NAMES and has_zoo_hyperparams(spec.algo, spec.env_id)
-    hyperparams = zoo_hyperparams(spec.algo, spec.env_id) if tuned else {}
+    """The settings of a run and where they come from: the env's table (the zoo's for SB3, `ENV_SETTINGS` for ours)
+    where it has an entry, then --algo-kwargs."""
+    if spec.algo in SB3_ALGO_NAMES:
+        tuned = has_zoo_hyperparams(spec.algo, spec.env_id)
+        hyperparams = zoo_hyperparams(spec.algo, spec.env_id) if tuned else {}
+        source = "zoo" if tuned else "defaults"
+    else:
+        hyperparams = env_settings(spec.env_id)
+        source = "preset+table" if hyperparams else "preset"
     hyperparams.update(copy.deepcopy(spec.algo_kwargs))
-    source = "zoo" if tuned else ("defaults" if spec.algo in SB3_ALGO_NAMES else "preset")
     return hyperparams, source + ("+overrides" if spec.algo_kwargs else "")
 
 
@@ -254,4 +260,9 @@ def load_finished(spec: RunSpec, out_dir: str | Path) -> dict[str, Any] | None:
         return None
     if spec.save_model and not spec.model_path(out_dir).exists():
         return None  # asked for the model, which this run did not keep: run it again
-    return record if record.get("spec") == spec.identity() else None
+    if record.get("spec") != spec.identity():
+        return None
+    # the tables (the zoo's, ours) can change under a stored run: it stays finished only if it used their settings
+    expected = json.loads(json.dumps(hyperparams_for(spec)[0], default=str))
+    stored = record.get("hyperparams", {})
+    return record if all(stored.get(key) == value for key, value in expected.items()) else None
