@@ -4,6 +4,8 @@ Source: DLR-RM/rl-baselines3-zoo, ``hyperparams/{ppo,a2c,dqn,sac,td3}.yml`` (MIT
 for the envs of our suite only. Versions read (commit of the yml file in the zoo repository):
 
 - ppo.yml 208b6fdf, a2c.yml c6c209e7, dqn.yml ce95481b, sac.yml c94924e5
+- the ``LunarLander-v3`` entries of ppo.yml, a2c.yml and dqn.yml from the zoo's commit 22e3ff2 (blobs 1f2f25db,
+  fd24e21d, eaa0e904)
 - td3.yml a02f4fbf (its ``Pendulum-v0`` entry, identical to the hyperparameters published with the
   ``sb3/td3-Pendulum-v1`` agent on the Hugging Face hub) and its ``MountainCarContinuous-v0`` entry.
 
@@ -85,6 +87,16 @@ ZOO_HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
             "use_sde": True,
             "policy_kwargs": {"log_std_init": -3.29, "ortho_init": False},
         },
+        "LunarLander-v3": {
+            "n_timesteps": 1_000_000,
+            "n_envs": 16,
+            "n_steps": 1024,
+            "batch_size": 64,
+            "gae_lambda": 0.98,
+            "gamma": 0.999,
+            "n_epochs": 4,
+            "ent_coef": 0.01,
+        },
     },
     "a2c": {
         "CartPole-v1": {"n_timesteps": 500_000, "n_envs": 8, "ent_coef": 0.0},
@@ -115,6 +127,14 @@ ZOO_HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
             "sde_sample_freq": 16,
             "policy_kwargs": {"log_std_init": 0.0, "ortho_init": False},
         },
+        "LunarLander-v3": {
+            "n_timesteps": 200_000,
+            "n_envs": 8,
+            "gamma": 0.995,
+            "n_steps": 5,
+            "learning_rate": "lin_0.00083",
+            "ent_coef": 0.00001,
+        },
     },
     "dqn": {
         "CartPole-v1": {
@@ -132,6 +152,20 @@ ZOO_HYPERPARAMS: dict[str, dict[str, dict[str, Any]]] = {
             "policy_kwargs": {"net_arch": [256, 256]},
         },
         "Acrobot-v1": {
+            "n_timesteps": 100_000,
+            "learning_rate": 6.3e-4,
+            "batch_size": 128,
+            "buffer_size": 50_000,
+            "learning_starts": 0,
+            "gamma": 0.99,
+            "target_update_interval": 250,
+            "train_freq": 4,
+            "gradient_steps": -1,
+            "exploration_fraction": 0.12,
+            "exploration_final_eps": 0.1,
+            "policy_kwargs": {"net_arch": [256, 256]},
+        },
+        "LunarLander-v3": {
             "n_timesteps": 100_000,
             "learning_rate": 6.3e-4,
             "batch_size": 128,
