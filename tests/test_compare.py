@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -242,12 +243,7 @@ def test_first_crossing_and_summary_on_synthetic_runs():
     assert "| E (5) | dqn |" in md and "not reached (1/2)" in md
 
 
-def _has_box2d() -> bool:
-    try:
-        import Box2D  # noqa: F401
-    except ImportError:
-        return False
-    return True
+HAS_BOX2D = importlib.util.find_spec("Box2D") is not None
 
 
 @pytest.mark.filterwarnings("ignore:You have specified a mini-batch size")  # the zoo's MountainCarContinuous PPO
@@ -257,7 +253,7 @@ def _has_box2d() -> bool:
         pytest.param(
             algo,
             env_id,
-            marks=pytest.mark.skipif("LunarLander" in env_id and not _has_box2d(), reason="needs gymnasium[box2d]"),
+            marks=pytest.mark.skipif("LunarLander" in env_id and not HAS_BOX2D, reason="needs gymnasium[box2d]"),
         )
         for algo, per_env in ZOO_HYPERPARAMS.items()
         for env_id in per_env
