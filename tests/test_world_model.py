@@ -208,20 +208,27 @@ def test_softmax_matches_torch_and_survives_large_logits(classes):
     assert torch.isfinite(mixed).all()
 
 
-def test_observe_equals_step_by_step_filtering(trained):
-    """The posterior's embedding half computed for the whole sequence gives the step-by-step filter."""
+@pytest.mark.parametrize("sample", [True, False])
+def test_observe_equals_step_by_step_filtering(trained, sample):
+    """The posterior's embedding half computed for the whole sequence gives the step-by-step filter, with sampled
+    latents or with their modes."""
     world_model, cfg = trained.policy.world_model, trained.config
     batch = sample_batch(trained)
     embed = world_model.encoder(world_model.preprocess(batch.obs, 2)).reshape(cfg.batch_size, cfg.seq_len, -1)
     torch.manual_seed(0)
-    post, post_log_probs, _ = world_model.rssm.observe(embed, batch.action, batch.is_first)
-    torch.manual_seed(0)
+    post, post_log_probs, _ = world_model.rssm.observe(embed, batch.action, batch.is_first, sample)
+    torch.manual_seed(1 if not sample else 0)  # the modes do not depend on the random stream
     state = world_model.rssm.initial(cfg.batch_size, embed.device)
     for t in range(cfg.seq_len):
-        state, log_probs = world_model.rssm.obs_step(state, batch.action[:, t], embed[:, t], batch.is_first[:, t])
+        state, log_probs = world_model.rssm.obs_step(
+            state, batch.action[:, t], embed[:, t], batch.is_first[:, t], sample
+        )
         torch.testing.assert_close(state.deter, post.deter[:, t])
         torch.testing.assert_close(state.stoch, post.stoch[:, t])
         torch.testing.assert_close(log_probs, post_log_probs[:, t])
+    if not sample:
+        modes = post_log_probs.argmax(-1)  # (B, T, S)
+        assert torch.equal(post.stoch.reshape(*modes.shape, -1).argmax(-1), modes)
 
 
 def test_two_hot_log_prob_broadcasts_and_keeps_float64():

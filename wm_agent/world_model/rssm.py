@@ -112,9 +112,10 @@ class RSSM(nn.Module):
         return Latent(deter, self._sample(logits, sample)), logits
 
     def observe(
-        self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor
+        self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor, sample: bool = True
     ) -> tuple[Latent, torch.Tensor, torch.Tensor]:
-        """Filter a batch of sequences from zero state.
+        """Filter a batch of sequences from zero state; the latents are sampled (training) or, without `sample`, the
+        most likely ones.
 
         embed (B, T, E), action (B, T, A) (the action that led to step t), is_first (B, T).
         Returns the posterior states (B, T, ...), posterior and prior log-probabilities (B, T, S, C).
@@ -124,7 +125,7 @@ class RSSM(nn.Module):
         embed_proj = self.embed_projection(embed)  # (B, T, hidden)
         deters, stochs, post_log_probs = [], [], []
         for t in range(length):
-            state, log_probs = self._filter_step(state, action[:, t], embed_proj[:, t], is_first[:, t], True)
+            state, log_probs = self._filter_step(state, action[:, t], embed_proj[:, t], is_first[:, t], sample)
             deters.append(state.deter)
             stochs.append(state.stoch)
             post_log_probs.append(log_probs)
