@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from benchmarks.probe import ridge_r2
@@ -34,22 +35,31 @@ from wm_agent.common import parse_kwargs, register_project_envs
 
 @torch.no_grad()
 def measure(model: JEPADreamer, batches: int, seed: int) -> dict[str, list[float] | float]:
-    """The probe's numbers on `batches` replayed batches (sampled with a fixed seed), sampled and mode features."""
-    wm, cfg = model.policy.world_model, model.config
+    """The probe's numbers on `batches` replayed batches, filtered with sampled latents and then with their modes.
+
+    The batches and the latent draws come from generators seeded with `seed`; the replay's and torch's own random
+    streams are left as they were, so measuring does not change the training that follows.
+    """
+    wm, cfg, replay = model.policy.world_model, model.config, model.replay_buffer
     model.policy.set_training_mode(False)
+    replay_rng, replay.rng = replay.rng, np.random.default_rng(seed)
+    try:
+        replayed = [replay.sample(cfg.batch_size, cfg.seq_len, model.device) for _ in range(batches)]
+    finally:
+        replay.rng = replay_rng
     result: dict[str, list[float] | float] = {"head_sign_acc": [], "probe_r2": []}
     for sample in (True, False):
-        torch.manual_seed(seed)  # the same replayed sequences, and the same latent draws, at every checkpoint
         features, rewards, predicted, max_prob = [], [], [], []
-        for _ in range(batches):
-            batch = model.replay_buffer.sample(cfg.batch_size, cfg.seq_len, model.device)
-            embed = wm.encoder(wm.preprocess(batch.obs, 2)).reshape(cfg.batch_size, cfg.seq_len, -1)
-            post, post_log_probs, _ = wm.rssm.observe(embed, batch.action, batch.is_first, sample)
-            keep = ~batch.is_first  # a window's first step has no action or reward in the window
-            features.append(post.feat[keep])
-            rewards.append(batch.reward[keep])
-            predicted.append(wm.reward_head(post.feat[keep]).mean)
-            max_prob.append(post_log_probs.exp().amax(-1).mean())
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for batch in replayed:
+                embed = wm.encoder(wm.preprocess(batch.obs, 2)).reshape(cfg.batch_size, cfg.seq_len, -1)
+                post, post_log_probs, _ = wm.rssm.observe(embed, batch.action, batch.is_first, sample)
+                keep = ~batch.is_first  # a window's first step has no action or reward in the window
+                features.append(post.feat[keep])
+                rewards.append(batch.reward[keep])
+                predicted.append(wm.reward_head(post.feat[keep]).mean)
+                max_prob.append(post_log_probs.exp().amax(-1).mean())
         reward, prediction = torch.cat(rewards), torch.cat(predicted)
         paid = reward != 0
         result["head_sign_acc"].append(float((prediction[paid].sign() == reward[paid].sign()).float().mean()))
