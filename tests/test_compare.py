@@ -192,6 +192,18 @@ def test_failed_run_is_reported_and_others_go_on(tmp_path, monkeypatch):
     assert not (tmp_path / "runs" / "CartPole-v1" / "ppo" / "seed1.json").exists()  # retried next time
 
 
+def test_a_run_reports_progress_between_its_evaluations():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    reported: list[int] = []
+    recorder = run.EvalRecorder(make_vec_env("CartPole-v1", seed=1), 10_000, 1, reported.append, report_every_s=0.0)
+    PPO("MlpPolicy", make_vec_env("CartPole-v1", seed=0), n_steps=64, batch_size=64, seed=0).learn(128, recorder)
+    assert [row["step"] for row in recorder.rows] == [0, 128]  # evaluations only at the start and the end
+    assert reported[0] == 0 and reported[-1] == 128
+    assert len(reported) > 10 and reported == sorted(reported)  # and steps between them, in order
+
+
 def test_incompatible_pairs_are_skipped(tmp_path):
     specs, skipped = compare.plan_runs(
         compare.ComparisonSpec(env_ids=["Pendulum-v1", "CartPole-v1"], algos=["dqn", "sac"], seeds=1, steps=100)

@@ -32,7 +32,8 @@ class _Progress:
         self.failures: list[tuple[RunSpec, str]] = []
 
     def put(self, item: tuple[str, int]) -> None:
-        """``(run key, env steps done)``, as a run reports after each evaluation (a queue's ``put``)."""
+        """``(run key, env steps done)``, as a run reports after each evaluation and every few seconds (a
+        queue's ``put``)."""
         key, step = item
         done = self.done_steps.get(key, 0)
         self.bar.update(max(step - done, 0))

@@ -129,14 +129,23 @@ class EvalRecorder(BaseCallback):
     :param eval_env: the env to evaluate on
     :param eval_every: env steps between evaluations
     :param n_episodes: deterministic episodes per evaluation
-    :param report: called with the env step count after each evaluation
+    :param report: called with the env step count after each evaluation, and every ``report_every_s`` seconds
+        between them (a long run shows progress before its next evaluation)
+    :param report_every_s: seconds between reports outside evaluations
     """
 
     def __init__(
-        self, eval_env: VecEnv, eval_every: int, n_episodes: int, report: Callable[[int], None] | None = None
+        self,
+        eval_env: VecEnv,
+        eval_every: int,
+        n_episodes: int,
+        report: Callable[[int], None] | None = None,
+        report_every_s: float = 5.0,
     ) -> None:
         super().__init__()
         self.eval_env, self.eval_every, self.n_episodes, self.report = eval_env, eval_every, n_episodes, report
+        self.report_every_s = report_every_s
+        self._last_report = time.perf_counter()
         self.rows: list[dict[str, Any]] = []
         self._start = time.perf_counter()
         self._eval_time = 0.0
@@ -156,7 +165,13 @@ class EvalRecorder(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_eval:
             self._evaluate()
+        elif self.report is not None and time.perf_counter() - self._last_report >= self.report_every_s:
+            self._send_report(self.num_timesteps)
         return True
+
+    def _send_report(self, step: int) -> None:
+        self._last_report = time.perf_counter()
+        self.report(step)
 
     def _on_training_end(self) -> None:
         if not self.rows or self.rows[-1]["step"] < self.num_timesteps:
@@ -186,7 +201,7 @@ class EvalRecorder(BaseCallback):
         )
         self._next_eval = (step // self.eval_every + 1) * self.eval_every
         if self.report is not None:
-            self.report(step)
+            self._send_report(step)
 
 
 def write_json(path: Path, data: Any) -> None:
