@@ -174,13 +174,6 @@ def test_kl_free_bits():
     dyn, rep, raw = kl_balance(logits, other, free=0.0)
     torch.testing.assert_close(dyn, rep)
     assert (raw > 0).all()
-    # free_rep clips the representation loss alone: the prior keeps its gradient under it
-    prior = other.clone().requires_grad_(True)
-    dyn, rep, raw = kl_balance(logits, prior, free=0.0, free_rep=raw.max().item() + 1)
-    torch.testing.assert_close(dyn, raw)
-    torch.testing.assert_close(rep, torch.full_like(rep, raw.max().item() + 1))
-    dyn.sum().backward()
-    assert prior.grad.abs().sum() > 0
 
 
 def test_lambda_returns_match_hand_computation():

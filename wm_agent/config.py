@@ -89,10 +89,6 @@ class JEPADreamerConfig:
     random target or cue), 1 nat leaves it blurred in the sampled latents that the reward head learns from; on
     wm/DelayedReward-v0 at delay 0, 3.0 took the agent from chance to solved (benchmarks/RESULTS.md). DreamerV3's
     value; 3.0 becomes the default only once the suite holds with it on 3 seeds (1 seed each measured so far)."""
-    kl_free_rep: float | None = None
-    """Free nats of the representation loss alone (None: `kl_free`). Raising it lets the posterior hold more new
-    information per step while the dynamics loss, still clipped at `kl_free`, keeps training the prior: a raised
-    `kl_free` also stops the prior's training wherever the KL is under it."""
     kl_dyn_scale: float = 0.5
     """Weight of the dynamics loss, KL(sg(posterior) || prior): trains the prior."""
     kl_rep_scale: float = 0.1
@@ -202,8 +198,6 @@ class JEPADreamerConfig:
             raise ValueError(f"exploration_noise_beta must be in [0, 4], got {self.exploration_noise_beta}")
         if self.exploration_noise_length < 2:
             raise ValueError(f"exploration_noise_length must be at least 2, got {self.exploration_noise_length}")
-        if self.kl_free < 0 or (self.kl_free_rep is not None and self.kl_free_rep < 0):
-            raise ValueError(f"kl_free and kl_free_rep must be at least 0, got {self.kl_free} and {self.kl_free_rep}")
         if self.train_ratio <= 0:
             raise ValueError(f"train_ratio must be positive, got {self.train_ratio}")
         if self.seq_len < 2 or self.batch_size < 1:
@@ -276,7 +270,7 @@ def env_settings(env_id: str) -> dict[str, Any]:
 
 # Fields added after 0.1, with the value that reproduces how an agent saved without them behaved (their class
 # default may differ): agents saved before `precision` existed ran in float32.
-ADDED_FIELD_OLD_VALUES: dict[str, Any] = {"precision": "float32", "exploration_noise_beta": 0.0, "kl_free_rep": None}
+ADDED_FIELD_OLD_VALUES: dict[str, Any] = {"precision": "float32", "exploration_noise_beta": 0.0}
 
 
 def upgrade_config(config: JEPADreamerConfig) -> JEPADreamerConfig:

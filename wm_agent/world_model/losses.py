@@ -14,10 +14,9 @@ def categorical_kl(lhs_log_probs: torch.Tensor, rhs_log_probs: torch.Tensor) -> 
 
 
 def kl_balance(
-    post_log_probs: torch.Tensor, prior_log_probs: torch.Tensor, free: float, free_rep: float | None = None
+    post_log_probs: torch.Tensor, prior_log_probs: torch.Tensor, free: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """DreamerV3's dynamics and representation losses, clipped below `free` nats (the representation loss below
-    `free_rep` when given).
+    """DreamerV3's dynamics and representation losses, each clipped below `free` nats.
 
     The dynamics loss trains the prior toward the (fixed) posterior; the representation loss
     pulls the posterior toward the (fixed) prior. Inputs are normalised log-probabilities (..., S, C)
@@ -25,7 +24,7 @@ def kl_balance(
     """
     dyn = categorical_kl(post_log_probs.detach(), prior_log_probs)
     rep = categorical_kl(post_log_probs, prior_log_probs.detach())
-    return dyn.clamp(min=free), rep.clamp(min=free if free_rep is None else free_rep), dyn.detach()
+    return dyn.clamp(min=free), rep.clamp(min=free), dyn.detach()
 
 
 def vicreg_terms(embed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

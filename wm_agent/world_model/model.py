@@ -90,7 +90,7 @@ class WorldModel(nn.Module):
         post, post_logits, prior_logits = self.rssm.observe(embed.reshape(batch_size, length, -1), action, is_first)
         feat = post.feat  # (B, T, F)
 
-        dyn, rep, kl = kl_balance(post_logits, prior_logits, cfg.kl_free, cfg.kl_free_rep)
+        dyn, rep, kl = kl_balance(post_logits, prior_logits, cfg.kl_free)
         cont_target = 1.0 - batch.terminated.float()
         losses = {  # scalar terms, weighed by `loss_scales`
             "dyn": dyn.mean(),
