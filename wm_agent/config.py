@@ -86,9 +86,10 @@ class JEPADreamerConfig:
     kl_free: float = 1.0
     """Free nats per step: KL below this is not penalised. It bounds how much new information a step's posterior may
     hold beyond what the prior predicts. Where every observation brings information the prior cannot predict (a
-    random target or cue), 1 nat leaves it blurred in the sampled latents that the reward head learns from; on
-    wm/DelayedReward-v0 at delay 0, 3.0 took the agent from chance to solved (benchmarks/RESULTS.md). DreamerV3's
-    value, kept: 3.0 on the suite (3 seeds) lost a CartPole-v1 seed at 10k and MountainCarContinuous-v0 outright."""
+    random target or cue), 1 nat leaves it blurred for longer in the sampled latents that the reward head learns
+    from: on wm/DelayedReward-v0 at delay 0, 3.0 solved it on 3 seeds of 3 from 7.5k, 1.0 on 2 of 3 at 10k
+    (benchmarks/RESULTS.md). DreamerV3's value, kept: 3.0 on the suite (3 seeds) lost a CartPole-v1 seed at 10k and
+    MountainCarContinuous-v0 outright."""
     kl_dyn_scale: float = 0.5
     """Weight of the dynamics loss, KL(sg(posterior) || prior): trains the prior."""
     kl_rep_scale: float = 0.1
