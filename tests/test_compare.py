@@ -204,6 +204,100 @@ def test_a_run_reports_progress_between_its_evaluations():
     assert len(reported) > 10 and reported == sorted(reported)  # and steps between them, in order
 
 
+class _Stopped(Exception):
+    """A run stopped midway (the process killed, a lent machine handed back)."""
+
+
+def _stop_at(monkeypatch, step: int) -> None:
+    """Make every run raise once it reaches ``step`` env steps."""
+    real_on_step = run.EvalRecorder._on_step
+
+    def on_step(self):
+        if self.num_timesteps >= step:
+            raise _Stopped
+        return real_on_step(self)
+
+    monkeypatch.setattr(run.EvalRecorder, "_on_step", on_step)
+
+
+@pytest.mark.parametrize(
+    ("algo", "kwargs"),
+    [
+        ("jepa_dreamer", {"preset": "tiny", "learning_starts": 64}),
+        ("dqn", {"learning_starts": 50, "train_freq": 4}),
+        ("ppo", {"n_envs": 1, "n_steps": 64, "batch_size": 64}),
+    ],
+)
+def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, algo, kwargs):
+    spec = compare.RunSpec(
+        env_id="CartPole-v1", label=algo, seed=0, steps=300, eval_every=100, eval_episodes=1, algo_kwargs=kwargs,
+        checkpoint_every=100,
+    )  # fmt: skip
+    _stop_at(monkeypatch, 250)
+    with pytest.raises(_Stopped):
+        run.run_one(spec, tmp_path, isolated=False)
+    monkeypatch.undo()
+    checkpoint = run.RunCheckpoint(spec, tmp_path)
+    slot, state = checkpoint.latest()
+    assert state["num_timesteps"] == 200 and [row["step"] for row in state["evals"]] == [0, 100, 200]
+    assert (slot / "model.zip").exists() and (slot / "replay.pkl").exists() == (algo != "ppo")
+    assert not spec.path(tmp_path).exists()  # no result from a stopped run
+
+    record = run.run_one(spec, tmp_path, isolated=False)
+    assert record["resumed_at"] == [200]
+    steps = [row["step"] for row in record["evals"]]
+    assert steps[:4] == [0, 100, 200, 300] and steps[-1] >= 300  # PPO ends with its rollout, past 300
+    assert record["evals"][:3] == state["evals"]  # the evaluations before the stop are kept, not redone
+    assert record["train_wall_s"] >= state["train_wall_s"]
+    assert not checkpoint.folder.exists()  # a finished run leaves its result, not its checkpoint
+    assert run.load_finished(spec, tmp_path) == record
+
+
+def test_a_checkpoint_torn_by_a_kill_falls_back_to_the_previous_one(tmp_path, monkeypatch):
+    spec = compare.RunSpec(
+        env_id="CartPole-v1", label="dqn", seed=0, steps=300, eval_every=100, eval_episodes=1,
+        algo_kwargs={"learning_starts": 50, "train_freq": 4}, checkpoint_every=100,
+    )  # fmt: skip
+    _stop_at(monkeypatch, 250)
+    with pytest.raises(_Stopped):
+        run.run_one(spec, tmp_path, isolated=False)
+    monkeypatch.undo()
+    checkpoint = run.RunCheckpoint(spec, tmp_path)
+    newest, _ = checkpoint.latest()
+    (newest / checkpoint.STATE).unlink()  # killed while writing the checkpoint at 200: its state is written last
+    assert checkpoint.latest()[1]["num_timesteps"] == 100
+    record = run.run_one(spec, tmp_path, isolated=False)
+    assert record["resumed_at"] == [100] and [row["step"] for row in record["evals"]] == [0, 100, 200, 300]
+    summary = compare.report_finished(tmp_path).files["summary_md"].read_text()
+    assert "Resumed from a checkpoint after a stop (fresh episodes and random streams there): " in summary
+    assert "CartPole-v1/dqn/seed0 at step 100." in summary
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
+    kwargs = dict(env_id="CartPole-v1", label="dqn", seed=0, steps=200, eval_every=100, checkpoint_every=100)
+    spec = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 50})
+    _stop_at(monkeypatch, 150)
+    with pytest.raises(_Stopped):
+        run.run_one(spec, tmp_path, isolated=False)
+    monkeypatch.undo()
+    changed = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 60})
+    record = run.run_one(changed, tmp_path, isolated=False)
+    assert "resumed_at" not in record and not run.RunCheckpoint(spec, tmp_path).folder.exists()
+
+    # --force starts a stopped run afresh
+    _stop_at(monkeypatch, 150)
+    report = _compare(tmp_path / "f", ["CartPole-v1"], ["dqn"], steps=200, seeds=1, eval_every=100, eval_episodes=1,
+                      algo_kwargs={"dqn": {"learning_starts": 50}}, checkpoint_every=100)  # fmt: skip
+    assert [s.seed for s, _ in report.failed] == [0]
+    monkeypatch.undo()
+    stopped = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 50})
+    assert run.RunCheckpoint(stopped, tmp_path / "f").latest() is not None
+    report = _compare(tmp_path / "f", ["CartPole-v1"], ["dqn"], force=True, steps=200, seeds=1, eval_every=100,
+                      eval_episodes=1, algo_kwargs={"dqn": {"learning_starts": 50}}, checkpoint_every=100)  # fmt: skip
+    assert [s.seed for s in report.ran] == [0]
+    assert "resumed_at" not in json.loads(stopped.path(tmp_path / "f").read_text())
+
+
 def test_incompatible_pairs_are_skipped(tmp_path):
     specs, skipped = compare.plan_runs(
         compare.ComparisonSpec(env_ids=["Pendulum-v1", "CartPole-v1"], algos=["dqn", "sac"], seeds=1, steps=100)
@@ -331,6 +425,7 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--env", "CartPole-v1", "--algos", "ppo,rainbow"], "unknown algorithm 'rainbow'"),
         (["--env", "CartPol-v1", "--algos", "ppo"], "unknown env 'CartPol-v1'; did you mean CartPole-v1"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--steps", "0"], "--steps must be at least 1"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--checkpoint-every", "-5"], "--checkpoint-every must be 0"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-kwargs", "sac:lr=1"], "not in --algos"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--algo-kwargs", "ppo:n_epochs"], "must be k=v pairs"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--threshold", "CartPole-v1"], "--threshold expects"),
@@ -347,6 +442,10 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--env", "CartPole-v1", "--algos", "ppo", "--backend", "ray", "--jobs", "0"], "with --backend ray give"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--address", "ray://head:10001"], "give it with --backend ray"),
         (["--report", "--backend", "ray"], "--report runs nothing, so --backend"),
+        (
+            ["--env", "CartPole-v1", "--algos", "ppo", "--backend", "ray", "--checkpoint-every", "9"],
+            "needs --backend local",
+        ),
     ],
 )
 def test_bad_arguments_give_a_clear_error(args, message, tmp_path, capsys):

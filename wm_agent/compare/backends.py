@@ -75,6 +75,11 @@ def execute(
         raise ValueError("--address names a Ray cluster; give it with --backend ray")
     if backend == "ray" and jobs == 0:
         raise ValueError("--jobs 0 runs in this process; with --backend ray give --jobs N >= 1 or leave it out")
+    if backend == "ray" and any(spec.checkpoint_every for spec in specs):
+        raise ValueError(
+            "--checkpoint-every needs --backend local: a Ray worker runs in a scratch folder that does not outlive "
+            "its task, so a stopped run would find no checkpoint"
+        )
     if not specs:
         return []
     tracker = _Progress(specs, progress)

@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep each trained model as runs/ENV/ALGO/seedK.zip (a finished run without one is run again)",
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="save each run in progress (model, replay, evaluations) every STEPS env steps; started again, a stopped "
+        "run resumes from its last checkpoint (default: 0, none)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -124,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--algo-kwargs": args.algo_kwargs,
             "--env-kwargs": args.env_kwargs,
             "--save-models": args.save_models,
+            "--checkpoint-every": args.checkpoint_every,
             "--backend": args.backend != "local",
             "--address": args.address,
         }
@@ -154,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
             device=args.device,
             save_models=args.save_models,
+            checkpoint_every=args.checkpoint_every,
         )
         report = run_comparison(
             grid,

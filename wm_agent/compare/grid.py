@@ -65,6 +65,8 @@ class RunSpec:
     :param threads: torch threads of the run
     :param device: torch device of the algorithm
     :param save_model: keep the trained model beside the result; not part of the run's identity
+    :param checkpoint_every: env steps between checkpoints that a stopped run resumes from (0: none); not part of
+        the run's identity
     """
 
     env_id: str
@@ -78,6 +80,7 @@ class RunSpec:
     threads: int = 1
     device: str = "auto"
     save_model: bool = False
+    checkpoint_every: int = 0
 
     @property
     def algo(self) -> str:
@@ -97,6 +100,7 @@ class RunSpec:
         """The spec as stored in its result file (JSON round-tripped), to tell a finished run from a stale one."""
         identity = json.loads(json.dumps(dataclasses.asdict(self), default=str))
         identity.pop("save_model")
+        identity.pop("checkpoint_every")
         if not identity["env_kwargs"]:
             del identity["env_kwargs"]  # as runs stored before the field existed, which stay finished
         return identity
@@ -124,6 +128,8 @@ class ComparisonSpec:
     :param threads: torch threads per run
     :param device: torch device for every algorithm
     :param save_models: keep each trained model beside its result
+    :param checkpoint_every: env steps between checkpoints of each run in progress (0: none): a run stopped midway
+        resumes from its last checkpoint when the comparison is started again
     """
 
     env_ids: Sequence[str]
@@ -139,6 +145,7 @@ class ComparisonSpec:
     threads: int = 1
     device: str = "auto"
     save_models: bool = False
+    checkpoint_every: int = 0
 
     @property
     def labels(self) -> list[str]:
@@ -265,6 +272,10 @@ def _check(grid: ComparisonSpec) -> None:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if grid.eval_episodes < 1:
         raise ValueError(f"--eval-episodes must be at least 1, got {grid.eval_episodes}")
+    if grid.checkpoint_every < 0:
+        raise ValueError(
+            f"--checkpoint-every must be 0 (no checkpoints) or more env steps, got {grid.checkpoint_every}"
+        )
     if any(base_algo(label) == OUR_ALGO for label in grid.labels):
         try:
             from wm_agent import JEPADreamer  # noqa: F401
@@ -308,6 +319,7 @@ def plan_runs(grid: ComparisonSpec) -> tuple[list[RunSpec], list[tuple[str, str,
                     threads=grid.threads,
                     device=grid.device,
                     save_model=grid.save_models,
+                    checkpoint_every=grid.checkpoint_every,
                 )
                 for seed in range(grid.seeds)
             ]

@@ -12,7 +12,7 @@ from wm_agent.common import register_project_envs
 from wm_agent.compare.backends import execute
 from wm_agent.compare.grid import ComparisonSpec, RunSpec, plan_runs, threshold_for
 from wm_agent.compare.results import write_outputs
-from wm_agent.compare.run import load_finished
+from wm_agent.compare.run import RunCheckpoint, load_finished
 
 
 @dataclass
@@ -52,7 +52,7 @@ def run_comparison(
     :param jobs: how many runs at once (see :func:`wm_agent.compare.backends.execute`)
     :param backend: ``"local"`` (processes on this machine) or ``"ray"`` (tasks of a Ray cluster)
     :param address: ray: the cluster to connect to
-    :param force: redo runs that already finished
+    :param force: redo runs that already finished, and start stopped runs afresh instead of from their checkpoints
     :param progress: show a progress bar
     """
     out_dir = Path(out_dir)
@@ -60,6 +60,8 @@ def run_comparison(
     report = Report(out_dir=out_dir, incompatible=incompatible)
     for spec in specs:
         (report.ran if force or load_finished(spec, out_dir) is None else report.skipped).append(spec)
+        if force:
+            RunCheckpoint(spec, out_dir).remove()
     report.failed = execute(report.ran, out_dir, jobs, progress, backend, address)
     failed_keys = {spec.key for spec, _ in report.failed}
     report.ran = [spec for spec in report.ran if spec.key not in failed_keys]
@@ -79,6 +81,7 @@ def run_comparison(
         "isolated": [r.get("isolated_process", True) for r in records],
     }
     settings.update(_env_settings(records))
+    settings.update(_resumed(records))
     if records:
         report.files = write_outputs(records, out_dir, thresholds, settings, incompatible, report.failed)
     return report
@@ -128,6 +131,7 @@ def report_finished(
         "isolated": [r.get("isolated_process", True) for r in records],
     }
     settings.update(_env_settings(records))
+    settings.update(_resumed(records))
     report = Report(out_dir=out_dir)
     report.files = write_outputs(records, out_dir, settings["thresholds"], settings)
     return report
@@ -138,3 +142,13 @@ def _env_settings(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     (the settings of such a grid, and the tables written from them, stay as they were before the option existed)."""
     env_kwargs = {r["spec"]["env_id"]: r["spec"]["env_kwargs"] for r in records if r["spec"].get("env_kwargs")}
     return {"env_kwargs": env_kwargs} if env_kwargs else {}
+
+
+def _resumed(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``{"resumed": {"ENV/LABEL/seedK": [steps]}}`` for the runs resumed from checkpoints, or nothing when none was."""
+    resumed = {
+        f"{r['spec']['env_id']}/{r['spec']['label']}/seed{r['spec']['seed']}": r["resumed_at"]
+        for r in records
+        if r.get("resumed_at")
+    }
+    return {"resumed": resumed} if resumed else {}

@@ -213,6 +213,9 @@ def markdown_summary(
         lines += ["", "n/a: JEPADreamer or every SB3 baseline did not reach the threshold."]
     if not all(settings.get("isolated", [True])):
         lines += ["", "Some runs ran with --jobs 0, in the harness's process: their peak RSS is the harness's."]
+    if settings.get("resumed"):
+        runs = "; ".join(f"{key} at step {', '.join(map(str, steps))}" for key, steps in settings["resumed"].items())
+        lines += ["", f"Resumed from a checkpoint after a stop (fresh episodes and random streams there): {runs}."]
     if incompatible:
         lines += ["", "Not run (action space): " + "; ".join(f"{a} on {e}" for e, a, _ in incompatible) + "."]
     if failed:

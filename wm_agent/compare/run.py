@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import stable_baselines3
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
@@ -151,16 +153,35 @@ class EvalRecorder(BaseCallback):
         self._eval_time = 0.0
         self._next_eval = 0
 
-    def start_clock(self) -> None:
-        """Start the training clock (call right before ``learn``)."""
-        self._start, self._eval_time = time.perf_counter(), 0.0
+    def start_clock(self, already_trained_s: float = 0.0) -> None:
+        """Start the training clock (call right before ``learn``); a resumed run starts it at its earlier time."""
+        self._start, self._eval_time = time.perf_counter() - already_trained_s, 0.0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Keep the time spent in the block (an evaluation, a checkpoint) off the training clock."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._eval_time += time.perf_counter() - t0
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the recorder: its rows, the next evaluation step and the training time."""
+        return {"evals": self.rows, "next_eval": self._next_eval, "train_wall_s": round(self.train_time(), 3)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` (the clock restarts at its training time)."""
+        self.rows, self._next_eval = list(state["evals"]), int(state["next_eval"])
+        self.start_clock(float(state["train_wall_s"]))
 
     def train_time(self) -> float:
         """Seconds since ``start_clock`` spent outside evaluation."""
         return time.perf_counter() - self._start - self._eval_time
 
     def _on_training_start(self) -> None:
-        self._evaluate()
+        if not self.rows:  # a resumed run has its evaluations so far
+            self._evaluate()
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next_eval:
@@ -179,14 +200,18 @@ class EvalRecorder(BaseCallback):
 
     def _evaluate(self) -> None:
         wall, t0 = self.train_time(), time.perf_counter()
-        train_norm = self.model.get_vec_normalize_env()
-        if train_norm is not None and isinstance(self.eval_env, VecNormalize):
-            self.eval_env.obs_rms = copy.deepcopy(train_norm.obs_rms)
-        returns, lengths = evaluate_policy(
-            self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True, return_episode_rewards=True
-        )
+        with self.paused():
+            train_norm = self.model.get_vec_normalize_env()
+            if train_norm is not None and isinstance(self.eval_env, VecNormalize):
+                self.eval_env.obs_rms = copy.deepcopy(train_norm.obs_rms)
+            returns, lengths = evaluate_policy(
+                self.model,
+                self.eval_env,
+                n_eval_episodes=self.n_episodes,
+                deterministic=True,
+                return_episode_rewards=True,
+            )
         eval_time = time.perf_counter() - t0
-        self._eval_time += eval_time
         step = self.num_timesteps
         self.rows.append(
             {
@@ -202,6 +227,114 @@ class EvalRecorder(BaseCallback):
         self._next_eval = (step // self.eval_every + 1) * self.eval_every
         if self.report is not None:
             self._send_report(step)
+
+
+class RunCheckpoint:
+    """The checkpoint of one run in progress, so that a run stopped midway (killed, a lent machine handed back)
+    resumes from it when the comparison is started again instead of from step 0.
+
+    It lives beside the run's result, in ``runs/ENV/LABEL/seedK.checkpoint/``, as two slots written in turn: the
+    model (``model.zip``), its replay where it has one (off-policy algorithms, ours), VecNormalize's statistics
+    and ``state.json``, written last, so that a slot without it is incomplete and the other slot still holds the
+    previous checkpoint whole.
+    """
+
+    SLOTS = ("a", "b")
+    STATE = "state.json"
+
+    def __init__(self, spec: RunSpec, out_dir: str | Path) -> None:
+        self.folder = spec.path(out_dir).with_suffix(".checkpoint")
+
+    def _state(self, slot: str) -> dict[str, Any] | None:
+        try:
+            state = json.loads((self.folder / slot / self.STATE).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return state if isinstance(state, dict) and "num_timesteps" in state else None
+
+    def latest(self) -> tuple[Path, dict[str, Any]] | None:
+        """The newest complete slot and its state, or None."""
+        states = [(slot, state) for slot in self.SLOTS if (state := self._state(slot)) is not None]
+        if not states:
+            return None
+        slot, state = max(states, key=lambda item: item[1]["num_timesteps"])
+        return self.folder / slot, state
+
+    def save(self, model: BaseAlgorithm, train_env: VecEnv, state: dict[str, Any]) -> None:
+        """Write ``model``, its replay and ``state`` into the slot that does not hold the newest checkpoint."""
+        latest = self.latest()
+        slot = self.folder / (
+            self.SLOTS[1] if latest is not None and latest[0].name == self.SLOTS[0] else self.SLOTS[0]
+        )
+        shutil.rmtree(slot, ignore_errors=True)
+        slot.mkdir(parents=True)
+        model.save(slot / "model.zip")
+        if getattr(model, "replay_buffer", None) is not None:
+            model.save_replay_buffer(slot / "replay.pkl")
+        if isinstance(train_env, VecNormalize):
+            train_env.save(str(slot / "vecnormalize.pkl"))
+        write_json(slot / self.STATE, state)
+
+    def remove(self) -> None:
+        """Delete the checkpoint (the run finished, or it is to be redone)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class CheckpointEvery(BaseCallback):
+    """Every ``every`` env steps before ``stop_at``, save the run's model, replay and evaluations so far to
+    ``checkpoint``, with ``run`` (what identifies the run). The time spent saving stays off the training clock.
+    """
+
+    def __init__(
+        self,
+        checkpoint: RunCheckpoint,
+        every: int,
+        stop_at: int,
+        recorder: EvalRecorder,
+        train_env: VecEnv,
+        run: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.checkpoint, self.every, self.stop_at, self.recorder = checkpoint, every, stop_at, recorder
+        self.train_env, self.run = train_env, run
+        self._next = every
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self._next <= self.num_timesteps < self.stop_at:
+            with self.recorder.paused():
+                state = {**self.run, **self.recorder.state(), "num_timesteps": int(self.num_timesteps)}
+                self.checkpoint.save(self.model, self.train_env, state)
+            self._next = (self.num_timesteps // self.every + 1) * self.every
+        return True
+
+
+def resume_from(
+    checkpoint: RunCheckpoint, spec: RunSpec, train_env: VecEnv, run: dict[str, Any]
+) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
+    """The model and state of ``checkpoint`` when it holds this run (same spec, same settings), else None; a
+    checkpoint of other settings is deleted (it can never resume this run).
+
+    The resumed model gets fresh episodes and random streams seeded from the run's seed and step count: a resumed
+    run is reproducible from its checkpoint but not bit-identical to an uninterrupted one.
+    """
+    latest = checkpoint.latest()
+    if latest is None:
+        return None
+    slot, state = latest
+    if any(state.get(key) != value for key, value in run.items()):
+        checkpoint.remove()
+        return None
+    if isinstance(train_env, VecNormalize):
+        saved = VecNormalize.load(str(slot / "vecnormalize.pkl"), train_env.venv)
+        train_env.obs_rms, train_env.ret_rms = saved.obs_rms, saved.ret_rms
+    model = algo_class(spec.algo).load(slot / "model.zip", env=train_env, device=spec.device)
+    if (slot / "replay.pkl").exists():
+        model.load_replay_buffer(slot / "replay.pkl")
+    model.set_random_seed(spec.seed + int(state["num_timesteps"]))
+    return model, state
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -225,11 +358,28 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
     register_project_envs(spec.env_id)
     hyperparams, source = hyperparams_for(spec)
     train_env, eval_env = make_envs(spec, hyperparams)
-    model = build_model(spec, train_env, hyperparams)
     report = (lambda step: progress.put((spec.key, min(step, spec.steps)))) if progress is not None else None
     recorder = EvalRecorder(eval_env, spec.eval_every, spec.eval_episodes, report)
-    recorder.start_clock()
-    model.learn(spec.steps, callback=recorder, progress_bar=False)
+    checkpoint = RunCheckpoint(spec, out_dir)
+    run = {"spec": spec.identity(), "hyperparams": json.loads(json.dumps(hyperparams, default=str))}
+    resumed = resume_from(checkpoint, spec, train_env, run)
+    if resumed is None:
+        model, resumed_at = build_model(spec, train_env, hyperparams), []
+        recorder.start_clock()
+    else:
+        model, state = resumed
+        resumed_at = [*state.get("resumed_at", []), int(state["num_timesteps"])]
+        recorder.restore(state)
+    callbacks: list[BaseCallback] = [recorder]
+    if spec.checkpoint_every:
+        run["resumed_at"] = resumed_at
+        callbacks.append(CheckpointEvery(checkpoint, spec.checkpoint_every, spec.steps, recorder, train_env, run))
+    model.learn(
+        spec.steps - model.num_timesteps,
+        callback=CallbackList(callbacks),
+        progress_bar=False,
+        reset_num_timesteps=resumed is None,
+    )
     train_wall = recorder.train_time()
     record = {
         "spec": spec.identity(),
@@ -249,6 +399,8 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
         "torch_threads": torch.get_num_threads(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if resumed_at:
+        record["resumed_at"] = resumed_at
     model_path = spec.model_path(out_dir)
     vecnormalize_path = model_path.with_suffix(".vecnormalize.pkl")
     for stale in (model_path, vecnormalize_path):
@@ -261,6 +413,7 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
     train_env.close()
     eval_env.close()
     write_json(spec.path(out_dir), record)
+    checkpoint.remove()
     return json.loads(json.dumps(record, default=str))
 
 
