@@ -242,6 +242,8 @@ def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, a
     assert state["num_timesteps"] == 200 and [row["step"] for row in state["evals"]] == [0, 100, 200]
     assert (slot / "model.zip").exists() and (slot / "replay.pkl").exists() == (algo != "ppo")
     assert not spec.path(tmp_path).exists()  # no result from a stopped run
+    with pytest.raises(ValueError, match=f"in progress: CartPole-v1/{algo}/seed0: 200 of 300 steps, returns .* @ 200$"):
+        compare.report_finished(tmp_path)  # nothing finished yet: the error says what is under way
 
     record = run.run_one(spec, tmp_path, isolated=False)
     assert record["resumed_at"] == [200]
@@ -263,6 +265,9 @@ def test_a_checkpoint_torn_by_a_kill_falls_back_to_the_previous_one(tmp_path, mo
         run.run_one(spec, tmp_path, isolated=False)
     monkeypatch.undo()
     checkpoint = run.RunCheckpoint(spec, tmp_path)
+    ppo = _compare(tmp_path, ["CartPole-v1"], ["ppo"], steps=64, seeds=1, eval_every=64, eval_episodes=1)
+    summary = ppo.files["summary_md"].read_text()  # a finished run beside one in progress
+    assert "In progress (checkpoints; not in the tables above):\n\n- CartPole-v1/dqn/seed0: 200 of 300 steps" in summary
     newest, _ = checkpoint.latest()
     (newest / checkpoint.STATE).unlink()  # killed while writing the checkpoint at 200: its state is written last
     assert checkpoint.latest()[1]["num_timesteps"] == 100
@@ -296,6 +301,23 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
                       eval_episodes=1, algo_kwargs={"dqn": {"learning_starts": 50}}, checkpoint_every=100)  # fmt: skip
     assert [s.seed for s in report.ran] == [0]
     assert "resumed_at" not in json.loads(stopped.path(tmp_path / "f").read_text())
+
+
+def test_stochastic_evaluation_is_its_own_run_and_says_so(tmp_path, monkeypatch):
+    seen = []
+    real = run.evaluate_policy
+    monkeypatch.setattr(run, "evaluate_policy", lambda *a, **k: seen.append(k["deterministic"]) or real(*a, **k))
+    settings = dict(steps=64, seeds=1, eval_every=64, eval_episodes=1)
+    _compare(tmp_path, ["CartPole-v1"], ["ppo"], **settings)
+    assert seen and all(seen)
+    seen.clear()
+    report = _compare(tmp_path, ["CartPole-v1"], ["ppo"], eval_stochastic=True, **settings)
+    assert seen and not any(seen) and len(report.ran) == 1  # not the deterministic run's result
+    assert "1 stochastic episodes" in report.files["summary_md"].read_text()
+    assert (
+        "eval_stochastic"
+        not in grid.RunSpec(env_id="CartPole-v1", label="ppo", seed=0, steps=64, eval_every=64).identity()
+    )
 
 
 def test_incompatible_pairs_are_skipped(tmp_path):

@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="save each run in progress (model, replay, evaluations) every STEPS env steps; started again, a stopped "
         "run resumes from its last checkpoint (default: 0, none)",
     )
+    p.add_argument(
+        "--eval-stochastic",
+        action="store_true",
+        help="evaluate with actions sampled from each policy instead of its deterministic mode",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -133,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--env-kwargs": args.env_kwargs,
             "--save-models": args.save_models,
             "--checkpoint-every": args.checkpoint_every,
+            "--eval-stochastic": args.eval_stochastic,
             "--backend": args.backend != "local",
             "--address": args.address,
         }
@@ -164,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             save_models=args.save_models,
             checkpoint_every=args.checkpoint_every,
+            eval_stochastic=args.eval_stochastic,
         )
         report = run_comparison(
             grid,

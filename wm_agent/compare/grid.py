@@ -67,6 +67,7 @@ class RunSpec:
     :param save_model: keep the trained model beside the result; not part of the run's identity
     :param checkpoint_every: env steps between checkpoints that a stopped run resumes from (0: none); not part of
         the run's identity
+    :param eval_stochastic: evaluate with actions sampled from the policy instead of its deterministic mode
     """
 
     env_id: str
@@ -81,6 +82,7 @@ class RunSpec:
     device: str = "auto"
     save_model: bool = False
     checkpoint_every: int = 0
+    eval_stochastic: bool = False
 
     @property
     def algo(self) -> str:
@@ -101,6 +103,8 @@ class RunSpec:
         identity = json.loads(json.dumps(dataclasses.asdict(self), default=str))
         identity.pop("save_model")
         identity.pop("checkpoint_every")
+        if not identity["eval_stochastic"]:
+            del identity["eval_stochastic"]  # as runs stored before the option existed, which stay finished
         if not identity["env_kwargs"]:
             del identity["env_kwargs"]  # as runs stored before the field existed, which stay finished
         return identity
@@ -130,6 +134,8 @@ class ComparisonSpec:
     :param save_models: keep each trained model beside its result
     :param checkpoint_every: env steps between checkpoints of each run in progress (0: none): a run stopped midway
         resumes from its last checkpoint when the comparison is started again
+    :param eval_stochastic: evaluate with actions sampled from each policy instead of its deterministic mode (an
+        untrained deterministic policy can play an Atari game for 27,000 steps without pressing FIRE)
     """
 
     env_ids: Sequence[str]
@@ -146,6 +152,7 @@ class ComparisonSpec:
     device: str = "auto"
     save_models: bool = False
     checkpoint_every: int = 0
+    eval_stochastic: bool = False
 
     @property
     def labels(self) -> list[str]:
@@ -320,6 +327,7 @@ def plan_runs(grid: ComparisonSpec) -> tuple[list[RunSpec], list[tuple[str, str,
                     device=grid.device,
                     save_model=grid.save_models,
                     checkpoint_every=grid.checkpoint_every,
+                    eval_stochastic=grid.eval_stochastic,
                 )
                 for seed in range(grid.seeds)
             ]

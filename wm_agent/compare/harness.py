@@ -82,6 +82,10 @@ def run_comparison(
     }
     settings.update(_env_settings(records))
     settings.update(_resumed(records))
+    settings.update(_eval_mode(records))
+    in_progress = runs_in_progress(out_dir, grid.env_ids)
+    if in_progress:
+        settings["in_progress"] = in_progress
     if records:
         report.files = write_outputs(records, out_dir, thresholds, settings, incompatible, report.failed)
     return report
@@ -110,9 +114,11 @@ def report_finished(
         if isinstance(record, dict) and "spec" in record and record.get("evals"):
             if env_ids is None or record["spec"]["env_id"] in env_ids:
                 records.append(record)
+    in_progress = runs_in_progress(out_dir, env_ids)
     if not records:
         among = f" for {', '.join(env_ids)}" if env_ids else ""
-        raise ValueError(f"no finished run{among} under {out_dir / 'runs'}")
+        progress = f"; in progress: {'; '.join(in_progress)}" if in_progress else ""
+        raise ValueError(f"no finished run{among} under {out_dir / 'runs'}{progress}")
     env_ids = list(dict.fromkeys(r["spec"]["env_id"] for r in records))
     register_project_envs(*env_ids)
 
@@ -132,6 +138,9 @@ def report_finished(
     }
     settings.update(_env_settings(records))
     settings.update(_resumed(records))
+    settings.update(_eval_mode(records))
+    if in_progress:
+        settings["in_progress"] = in_progress
     report = Report(out_dir=out_dir)
     report.files = write_outputs(records, out_dir, settings["thresholds"], settings)
     return report
@@ -142,6 +151,34 @@ def _env_settings(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     (the settings of such a grid, and the tables written from them, stay as they were before the option existed)."""
     env_kwargs = {r["spec"]["env_id"]: r["spec"]["env_kwargs"] for r in records if r["spec"].get("env_kwargs")}
     return {"env_kwargs": env_kwargs} if env_kwargs else {}
+
+
+def runs_in_progress(out_dir: str | Path, env_ids: Sequence[str] | None = None) -> list[str]:
+    """One line per run with a checkpoint under ``out_dir`` (``--checkpoint-every``): where it stopped and its
+    evaluations so far, e.g. ``wm/Pong-v0/jepa_dreamer/seed0: 35,000 of 100,000 steps, returns -21.0 @ 0, ...``."""
+    lines = []
+    for folder in sorted((Path(out_dir) / "runs").rglob("seed*.checkpoint")):
+        states = [s for s in (RunCheckpoint.read_state(folder / slot) for slot in RunCheckpoint.SLOTS) if s]
+        if not states:
+            continue
+        state = max(states, key=lambda s: s["num_timesteps"])
+        spec = state.get("spec", {})
+        if env_ids is not None and spec.get("env_id") not in env_ids:
+            continue
+        evals = ", ".join(f"{row['return_mean']:.1f} @ {row['step']:,}" for row in state.get("evals", []))
+        key = f"{spec.get('env_id')}/{spec.get('label')}/seed{spec.get('seed')}"
+        lines.append(f"{key}: {state['num_timesteps']:,} of {spec.get('steps', 0):,} steps, returns {evals}")
+    return lines
+
+
+def _eval_mode(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``{"eval_mode": ...}`` when some run evaluated sampled actions, or nothing (the tables stay as before)."""
+    stochastic = [bool(r["spec"].get("eval_stochastic")) for r in records]
+    if not any(stochastic):
+        return {}
+    return {
+        "eval_mode": "stochastic" if all(stochastic) else "deterministic (stochastic in the --eval-stochastic runs)"
+    }
 
 
 def _resumed(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

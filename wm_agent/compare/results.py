@@ -148,7 +148,8 @@ def _protocol_text(settings: dict[str, Any]) -> str:
     )
     return (
         f"Protocol: {budget}, {seeds}; every {values('eval_every')} env steps (and at 0 and the end) "
-        f"{values('eval_episodes')} deterministic episodes on a separate eval env (seed + {EVAL_SEED_OFFSET}). "
+        f"{values('eval_episodes')} {settings.get('eval_mode', 'deterministic')} "
+        f"episodes on a separate eval env (seed + {EVAL_SEED_OFFSET}). "
         f"torch threads per run: {values('threads')}." + (f" Env settings: {env_settings}." if env_settings else "")
     )
 
@@ -216,6 +217,9 @@ def markdown_summary(
     if settings.get("resumed"):
         runs = "; ".join(f"{key} at step {', '.join(map(str, steps))}" for key, steps in settings["resumed"].items())
         lines += ["", f"Resumed from a checkpoint after a stop (fresh episodes and random streams there): {runs}."]
+    if settings.get("in_progress"):
+        lines += ["", "In progress (checkpoints; not in the tables above):", ""]
+        lines += [f"- {line}" for line in settings["in_progress"]]
     if incompatible:
         lines += ["", "Not run (action space): " + "; ".join(f"{a} on {e}" for e, a, _ in incompatible) + "."]
     if failed:

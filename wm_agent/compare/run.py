@@ -124,7 +124,8 @@ def build_model(spec: RunSpec, train_env: VecEnv, hyperparams: dict[str, Any]) -
 
 
 class EvalRecorder(BaseCallback):
-    """At step 0, every ``eval_every`` env steps and at the end: evaluate deterministically, record one row.
+    """At step 0, every ``eval_every`` env steps and at the end: evaluate (deterministically by default), record one
+    row.
 
     The training clock (``train_time``) excludes the time spent evaluating.
 
@@ -134,6 +135,7 @@ class EvalRecorder(BaseCallback):
     :param report: called with the env step count after each evaluation, and every ``report_every_s`` seconds
         between them (a long run shows progress before its next evaluation)
     :param report_every_s: seconds between reports outside evaluations
+    :param deterministic: evaluate the policy's deterministic actions (False: sampled ones)
     """
 
     def __init__(
@@ -143,8 +145,10 @@ class EvalRecorder(BaseCallback):
         n_episodes: int,
         report: Callable[[int], None] | None = None,
         report_every_s: float = 5.0,
+        deterministic: bool = True,
     ) -> None:
         super().__init__()
+        self.deterministic = deterministic
         self.eval_env, self.eval_every, self.n_episodes, self.report = eval_env, eval_every, n_episodes, report
         self.report_every_s = report_every_s
         self._last_report = time.perf_counter()
@@ -208,7 +212,7 @@ class EvalRecorder(BaseCallback):
                 self.model,
                 self.eval_env,
                 n_eval_episodes=self.n_episodes,
-                deterministic=True,
+                deterministic=self.deterministic,
                 return_episode_rewards=True,
             )
         eval_time = time.perf_counter() - t0
@@ -245,16 +249,18 @@ class RunCheckpoint:
     def __init__(self, spec: RunSpec, out_dir: str | Path) -> None:
         self.folder = spec.path(out_dir).with_suffix(".checkpoint")
 
-    def _state(self, slot: str) -> dict[str, Any] | None:
+    @classmethod
+    def read_state(cls, slot: Path) -> dict[str, Any] | None:
+        """The state of a complete slot, or None."""
         try:
-            state = json.loads((self.folder / slot / self.STATE).read_text())
+            state = json.loads((slot / cls.STATE).read_text())
         except (OSError, json.JSONDecodeError):
             return None
         return state if isinstance(state, dict) and "num_timesteps" in state else None
 
     def latest(self) -> tuple[Path, dict[str, Any]] | None:
         """The newest complete slot and its state, or None."""
-        states = [(slot, state) for slot in self.SLOTS if (state := self._state(slot)) is not None]
+        states = [(slot, state) for slot in self.SLOTS if (state := self.read_state(self.folder / slot)) is not None]
         if not states:
             return None
         slot, state = max(states, key=lambda item: item[1]["num_timesteps"])
@@ -359,7 +365,9 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
     hyperparams, source = hyperparams_for(spec)
     train_env, eval_env = make_envs(spec, hyperparams)
     report = (lambda step: progress.put((spec.key, min(step, spec.steps)))) if progress is not None else None
-    recorder = EvalRecorder(eval_env, spec.eval_every, spec.eval_episodes, report)
+    recorder = EvalRecorder(
+        eval_env, spec.eval_every, spec.eval_episodes, report, deterministic=not spec.eval_stochastic
+    )
     checkpoint = RunCheckpoint(spec, out_dir)
     run = {"spec": spec.identity(), "hyperparams": json.loads(json.dumps(hyperparams, default=str))}
     resumed = resume_from(checkpoint, spec, train_env, run)
