@@ -220,6 +220,15 @@ def _stop_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(run.EvalRecorder, "_on_step", on_step)
 
 
+def _stopped_run(spec: grid.RunSpec, out: Path, step: int, monkeypatch) -> run.RunCheckpoint:
+    """Run ``spec`` until it is stopped at ``step`` env steps; its checkpoint."""
+    _stop_at(monkeypatch, step)
+    with pytest.raises(_Stopped):
+        run.run_one(spec, out, isolated=False)
+    monkeypatch.undo()
+    return run.RunCheckpoint(spec, out)
+
+
 @pytest.mark.parametrize(
     ("algo", "kwargs"),
     [
@@ -233,11 +242,7 @@ def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, a
         env_id="CartPole-v1", label=algo, seed=0, steps=300, eval_every=100, eval_episodes=1, algo_kwargs=kwargs,
         checkpoint_every=100,
     )  # fmt: skip
-    _stop_at(monkeypatch, 250)
-    with pytest.raises(_Stopped):
-        run.run_one(spec, tmp_path, isolated=False)
-    monkeypatch.undo()
-    checkpoint = run.RunCheckpoint(spec, tmp_path)
+    checkpoint = _stopped_run(spec, tmp_path, 250, monkeypatch)
     slot, state = checkpoint.latest()
     assert state["num_timesteps"] == 200 and [row["step"] for row in state["evals"]] == [0, 100, 200]
     assert (slot / "model.zip").exists() and (slot / "replay.pkl").exists() == (algo != "ppo")
@@ -260,11 +265,7 @@ def test_a_checkpoint_torn_by_a_kill_falls_back_to_the_previous_one(tmp_path, mo
         env_id="CartPole-v1", label="dqn", seed=0, steps=300, eval_every=100, eval_episodes=1,
         algo_kwargs={"learning_starts": 50, "train_freq": 4}, checkpoint_every=100,
     )  # fmt: skip
-    _stop_at(monkeypatch, 250)
-    with pytest.raises(_Stopped):
-        run.run_one(spec, tmp_path, isolated=False)
-    monkeypatch.undo()
-    checkpoint = run.RunCheckpoint(spec, tmp_path)
+    checkpoint = _stopped_run(spec, tmp_path, 250, monkeypatch)
     ppo = _compare(tmp_path, ["CartPole-v1"], ["ppo"], steps=64, seeds=1, eval_every=64, eval_episodes=1)
     summary = ppo.files["summary_md"].read_text()  # a finished run beside one in progress
     assert "In progress (checkpoints; not in the tables above):\n\n- CartPole-v1/dqn/seed0: 200 of 300 steps" in summary
@@ -281,10 +282,7 @@ def test_a_checkpoint_torn_by_a_kill_falls_back_to_the_previous_one(tmp_path, mo
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
     kwargs = dict(env_id="CartPole-v1", label="dqn", seed=0, steps=200, eval_every=100, checkpoint_every=100)
     spec = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 50})
-    _stop_at(monkeypatch, 150)
-    with pytest.raises(_Stopped):
-        run.run_one(spec, tmp_path, isolated=False)
-    monkeypatch.undo()
+    _stopped_run(spec, tmp_path, 150, monkeypatch)
     changed = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 60})
     record = run.run_one(changed, tmp_path, isolated=False)
     assert "resumed_at" not in record and not run.RunCheckpoint(spec, tmp_path).folder.exists()
