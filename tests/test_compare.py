@@ -230,31 +230,44 @@ def _stopped_run(spec: grid.RunSpec, out: Path, step: int, monkeypatch) -> run.R
 
 
 @pytest.mark.parametrize(
-    ("algo", "kwargs"),
+    ("algo", "kwargs", "saved_at"),
     [
-        ("jepa_dreamer", {"preset": "tiny", "learning_starts": 64}),
-        ("dqn", {"learning_starts": 50, "train_freq": 4}),
-        ("ppo", {"n_envs": 1, "n_steps": 64, "batch_size": 64}),
+        ("jepa_dreamer", {"preset": "tiny", "learning_starts": 64}, 200),
+        ("dqn", {"learning_starts": 50, "train_freq": 4}, 200),
+        ("ppo", {"n_envs": 1, "n_steps": 64, "batch_size": 64}, 128),  # at its rollouts' starts: 0, 64, 128, ...
     ],
 )
-def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, algo, kwargs):
+def test_a_stopped_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch, algo, kwargs, saved_at):
     spec = compare.RunSpec(
         env_id="CartPole-v1", label=algo, seed=0, steps=300, eval_every=100, eval_episodes=1, algo_kwargs=kwargs,
         checkpoint_every=100,
     )  # fmt: skip
     checkpoint = _stopped_run(spec, tmp_path, 250, monkeypatch)
     slot, state = checkpoint.latest()
-    assert state["num_timesteps"] == 200 and [row["step"] for row in state["evals"]] == [0, 100, 200]
+    assert (
+        state["num_timesteps"] == saved_at
+        and [row["step"] for row in state["evals"]] == [0, 100, 200][: 1 + saved_at // 100]
+    )
     assert (slot / "model.zip").exists() and (slot / "replay.pkl").exists() == (algo != "ppo")
     assert not spec.path(tmp_path).exists()  # no result from a stopped run
-    with pytest.raises(ValueError, match=f"in progress: CartPole-v1/{algo}/seed0: 200 of 300 steps, returns .* @ 200$"):
+    with pytest.raises(ValueError, match=f"in progress: CartPole-v1/{algo}/seed0: {saved_at} of 300 steps, returns"):
         compare.report_finished(tmp_path)  # nothing finished yet: the error says what is under way
 
+    resumed, env_steps = [], []
+    real_resume, real_on_step = run.resume_from, run.EvalRecorder._on_step
+    monkeypatch.setattr(run, "resume_from", lambda *args: resumed.append(real_resume(*args)) or resumed[-1])
+    monkeypatch.setattr(run.EvalRecorder, "_on_step", lambda self: env_steps.append(1) or real_on_step(self))
     record = run.run_one(spec, tmp_path, isolated=False)
-    assert record["resumed_at"] == [200]
+    model = resumed[0][0]
     steps = [row["step"] for row in record["evals"]]
+    assert record["resumed_at"] == [saved_at] and model.num_timesteps == steps[-1]
+    assert len(env_steps) == steps[-1] - saved_at  # only the steps after the checkpoint were collected again
+    if algo == "dqn":
+        assert model.replay_buffer.size() == 300  # the checkpoint's 200 transitions and the new 100
+    if algo == "jepa_dreamer":
+        assert len(model.replay_buffer) >= 300  # the checkpoint's steps and the new ones
     assert steps[:4] == [0, 100, 200, 300] and steps[-1] >= 300  # PPO ends with its rollout, past 300
-    assert record["evals"][:3] == state["evals"]  # the evaluations before the stop are kept, not redone
+    assert record["evals"][: len(state["evals"])] == state["evals"]  # the evaluations before the stop are kept
     assert record["train_wall_s"] >= state["train_wall_s"]
     assert not checkpoint.folder.exists()  # a finished run leaves its result, not its checkpoint
     assert run.load_finished(spec, tmp_path) == record
@@ -277,26 +290,29 @@ def test_a_checkpoint_torn_by_a_kill_falls_back_to_the_previous_one(tmp_path, mo
     summary = compare.report_finished(tmp_path).files["summary_md"].read_text()
     assert "Resumed from a checkpoint after a stop (fresh episodes and random streams there): " in summary
     assert "CartPole-v1/dqn/seed0 at step 100." in summary
+    assert "In progress" not in summary
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
     kwargs = dict(env_id="CartPole-v1", label="dqn", seed=0, steps=200, eval_every=100, checkpoint_every=100)
-    spec = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 50})
+    dqn = {"learning_starts": 50, "train_freq": 4}
+    spec = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs=dqn)
     _stopped_run(spec, tmp_path, 150, monkeypatch)
-    changed = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 60})
+    assert run.RunCheckpoint(spec, tmp_path).latest() is not None
+    changed = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={**dqn, "learning_starts": 60})
     record = run.run_one(changed, tmp_path, isolated=False)
     assert "resumed_at" not in record and not run.RunCheckpoint(spec, tmp_path).folder.exists()
 
     # --force starts a stopped run afresh
     _stop_at(monkeypatch, 150)
     report = _compare(tmp_path / "f", ["CartPole-v1"], ["dqn"], steps=200, seeds=1, eval_every=100, eval_episodes=1,
-                      algo_kwargs={"dqn": {"learning_starts": 50}}, checkpoint_every=100)  # fmt: skip
+                      algo_kwargs={"dqn": dqn}, checkpoint_every=100)  # fmt: skip
     assert [s.seed for s, _ in report.failed] == [0]
     monkeypatch.undo()
-    stopped = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs={"learning_starts": 50})
+    stopped = compare.RunSpec(**kwargs, eval_episodes=1, algo_kwargs=dqn)
     assert run.RunCheckpoint(stopped, tmp_path / "f").latest() is not None
     report = _compare(tmp_path / "f", ["CartPole-v1"], ["dqn"], force=True, steps=200, seeds=1, eval_every=100,
-                      eval_episodes=1, algo_kwargs={"dqn": {"learning_starts": 50}}, checkpoint_every=100)  # fmt: skip
+                      eval_episodes=1, algo_kwargs={"dqn": dqn}, checkpoint_every=100)  # fmt: skip
     assert [s.seed for s in report.ran] == [0]
     assert "resumed_at" not in json.loads(stopped.path(tmp_path / "f").read_text())
 

@@ -60,7 +60,7 @@ def run_comparison(
     report = Report(out_dir=out_dir, incompatible=incompatible)
     for spec in specs:
         (report.ran if force or load_finished(spec, out_dir) is None else report.skipped).append(spec)
-        if force:
+        if force or spec in report.skipped:  # a finished run's checkpoint is left over from a kill after its result
             RunCheckpoint(spec, out_dir).remove()
     report.failed = execute(report.ran, out_dir, jobs, progress, backend, address)
     failed_keys = {spec.key for spec, _ in report.failed}
@@ -165,6 +165,11 @@ def runs_in_progress(out_dir: str | Path, env_ids: Sequence[str] | None = None) 
         spec = state.get("spec", {})
         if env_ids is not None and spec.get("env_id") not in env_ids:
             continue
+        try:  # a run killed between writing its result and deleting its checkpoint is finished
+            if json.loads(folder.with_suffix(".json").read_text()).get("spec") == spec:
+                continue
+        except (OSError, json.JSONDecodeError, AttributeError):
+            pass
         evals = ", ".join(f"{row['return_mean']:.1f} @ {row['step']:,}" for row in state.get("evals", []))
         key = f"{spec.get('env_id')}/{spec.get('label')}/seed{spec.get('seed')}"
         lines.append(f"{key}: {state['num_timesteps']:,} of {spec.get('steps', 0):,} steps, returns {evals}")

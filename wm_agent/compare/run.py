@@ -287,8 +287,13 @@ class RunCheckpoint:
 
 
 class CheckpointEvery(BaseCallback):
-    """Every ``every`` env steps before ``stop_at``, save the run's model, replay and evaluations so far to
-    ``checkpoint``, with ``run`` (what identifies the run). The time spent saving stays off the training clock.
+    """Save the run's model, replay and evaluations so far to ``checkpoint`` at the first rollout start at or after
+    every ``every`` env steps before ``stop_at``, with ``run`` (what identifies the run).
+
+    A rollout start is the one point every algorithm family shares where all transitions collected so far are
+    stored and trained on as they would be uninterrupted: SB3's on-policy algorithms have no half-collected rollout
+    there, its off-policy ones no pending transition or gradient steps, and JEPADreamer starts one there per env
+    step. The time spent saving stays off the training clock.
     """
 
     def __init__(
@@ -306,14 +311,17 @@ class CheckpointEvery(BaseCallback):
         self._next = every
 
     def _on_training_start(self) -> None:
-        self._next = (self.num_timesteps // self.every + 1) * self.every
+        self._next = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_rollout_start(self) -> None:
+        steps = self.model.num_timesteps
+        if self._next <= steps < self.stop_at:
+            with self.recorder.paused():
+                state = {**self.run, **self.recorder.state(), "num_timesteps": int(steps)}
+                self.checkpoint.save(self.model, self.train_env, state)
+            self._next = (steps // self.every + 1) * self.every
 
     def _on_step(self) -> bool:
-        if self._next <= self.num_timesteps < self.stop_at:
-            with self.recorder.paused():
-                state = {**self.run, **self.recorder.state(), "num_timesteps": int(self.num_timesteps)}
-                self.checkpoint.save(self.model, self.train_env, state)
-            self._next = (self.num_timesteps // self.every + 1) * self.every
         return True
 
 
@@ -396,7 +404,8 @@ def run_one(spec: RunSpec, out_dir: str | Path, progress: Any = None, isolated: 
         "policy": hyperparams.get("policy", policy_for(train_env.observation_space)),
         "evals": recorder.rows,
         "train_wall_s": round(train_wall, 3),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        # the most of every process the run had (a resumed run's earlier ones are in its rows)
+        "peak_rss_mib": round(max(peak_rss_mib(), *(row["peak_rss_mib"] for row in recorder.rows)), 1),
         "isolated_process": isolated,
         "versions": {
             "python": platform.python_version(),
