@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 
-# Pixel envs render through pygame; without a display it needs the dummy video driver. A user's choice wins.
+# Pixel envs render through pygame; without a display it needs the dummy video driver. SDL would also catch
+# SIGTERM (into a quit event nobody reads), so `kill`, `timeout` and job schedulers could not stop a pixel run.
+# A user's choice wins for both.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
 
 import gymnasium as gym  # noqa: E402
 

@@ -89,6 +89,21 @@ def test_headless_video_driver_is_set_without_clobbering(preset, expected):
     assert out.stdout.strip() == expected
 
 
+def test_a_pixel_run_stops_on_sigterm():
+    """SDL's own SIGTERM handler would turn `kill`/`timeout` into a quit event that nobody reads (seen: a pixel
+    CartPole training run survived `kill`)."""
+    pytest.importorskip("pygame")
+    env = {k: v for k, v in os.environ.items() if k != "SDL_NO_SIGNAL_HANDLERS"}
+    code = (
+        "import os, signal, time, envs, gymnasium as gym\n"
+        "e = gym.make('wm/PixelCartPole-v0'); e.reset(seed=0); e.step(0)\n"
+        "os.kill(os.getpid(), signal.SIGTERM); time.sleep(10); print('survived')"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == -15 and "survived" not in out.stdout, (out.returncode, out.stdout, out.stderr)
+
+
 @pytest.mark.parametrize("env_id", envs.ENV_IDS)
 def test_entry_point_docstring_states_spaces_and_reward(env_id):
     entry_point = gym.registry[env_id].entry_point
