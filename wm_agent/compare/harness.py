@@ -81,11 +81,7 @@ def run_comparison(
         "isolated": [r.get("isolated_process", True) for r in records],
     }
     settings.update(_env_settings(records))
-    settings.update(_resumed(records))
-    settings.update(_eval_mode(records))
-    in_progress = runs_in_progress(out_dir, grid.env_ids)
-    if in_progress:
-        settings["in_progress"] = in_progress
+    settings.update(_run_notes(records, runs_in_progress(out_dir, grid.env_ids)))
     if records:
         report.files = write_outputs(records, out_dir, thresholds, settings, incompatible, report.failed)
     return report
@@ -137,10 +133,7 @@ def report_finished(
         "isolated": [r.get("isolated_process", True) for r in records],
     }
     settings.update(_env_settings(records))
-    settings.update(_resumed(records))
-    settings.update(_eval_mode(records))
-    if in_progress:
-        settings["in_progress"] = in_progress
+    settings.update(_run_notes(records, in_progress))
     report = Report(out_dir=out_dir)
     report.files = write_outputs(records, out_dir, settings["thresholds"], settings)
     return report
@@ -158,10 +151,10 @@ def runs_in_progress(out_dir: str | Path, env_ids: Sequence[str] | None = None) 
     evaluations so far, e.g. ``wm/Pong-v0/jepa_dreamer/seed0: 35,000 of 100,000 steps, returns -21.0 @ 0, ...``."""
     lines = []
     for folder in sorted((Path(out_dir) / "runs").rglob("seed*.checkpoint")):
-        states = [s for s in (RunCheckpoint.read_state(folder / slot) for slot in RunCheckpoint.SLOTS) if s]
-        if not states:
+        newest = RunCheckpoint.newest(folder)
+        if newest is None:
             continue
-        state = max(states, key=lambda s: s["num_timesteps"])
+        state = newest[1]
         spec = state.get("spec", {})
         if env_ids is not None and spec.get("env_id") not in env_ids:
             continue
@@ -176,21 +169,23 @@ def runs_in_progress(out_dir: str | Path, env_ids: Sequence[str] | None = None) 
     return lines
 
 
-def _eval_mode(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``{"eval_mode": ...}`` when some run evaluated sampled actions, or nothing (the tables stay as before)."""
+def _run_notes(records: Sequence[dict[str, Any]], in_progress: list[str]) -> dict[str, Any]:
+    """What the summary adds below its tables, only where it applies (so the tables of other grids stay as they
+    were): runs evaluated with sampled actions (``eval_mode``), resumed from checkpoints (``resumed``), and
+    ``in_progress``."""
+    notes: dict[str, Any] = {}
     stochastic = [bool(r["spec"].get("eval_stochastic")) for r in records]
-    if not any(stochastic):
-        return {}
-    return {
-        "eval_mode": "stochastic" if all(stochastic) else "deterministic (stochastic in the --eval-stochastic runs)"
-    }
-
-
-def _resumed(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``{"resumed": {"ENV/LABEL/seedK": [steps]}}`` for the runs resumed from checkpoints, or nothing when none was."""
+    if any(stochastic):
+        notes["eval_mode"] = (
+            "stochastic" if all(stochastic) else "deterministic (stochastic in the --eval-stochastic runs)"
+        )
     resumed = {
         f"{r['spec']['env_id']}/{r['spec']['label']}/seed{r['spec']['seed']}": r["resumed_at"]
         for r in records
         if r.get("resumed_at")
     }
-    return {"resumed": resumed} if resumed else {}
+    if resumed:
+        notes["resumed"] = resumed
+    if in_progress:
+        notes["in_progress"] = in_progress
+    return notes

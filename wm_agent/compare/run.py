@@ -258,13 +258,18 @@ class RunCheckpoint:
             return None
         return state if isinstance(state, dict) and "num_timesteps" in state else None
 
-    def latest(self) -> tuple[Path, dict[str, Any]] | None:
-        """The newest complete slot and its state, or None."""
-        states = [(slot, state) for slot in self.SLOTS if (state := self.read_state(self.folder / slot)) is not None]
+    @classmethod
+    def newest(cls, folder: Path) -> tuple[Path, dict[str, Any]] | None:
+        """The newest complete slot of the checkpoint ``folder`` and its state, or None."""
+        states = [(slot, state) for slot in cls.SLOTS if (state := cls.read_state(folder / slot)) is not None]
         if not states:
             return None
         slot, state = max(states, key=lambda item: item[1]["num_timesteps"])
-        return self.folder / slot, state
+        return folder / slot, state
+
+    def latest(self) -> tuple[Path, dict[str, Any]] | None:
+        """The newest complete slot of this run's checkpoint and its state, or None."""
+        return self.newest(self.folder)
 
     def save(self, model: BaseAlgorithm, train_env: VecEnv, state: dict[str, Any]) -> None:
         """Write ``model``, its replay and ``state`` into the slot that does not hold the newest checkpoint."""
