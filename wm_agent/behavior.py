@@ -185,6 +185,9 @@ class Behavior(nn.Module):
             # every head below reads all (H + 1) * N imagined states at once: wide matmuls, where bf16 pays
             with wide_autocast(feats.device, cfg.precision), torch.set_grad_enabled(backprop):
                 reward = world_model.reward_head(feats[1:]).mean  # (H, N)
+                if cfg.intrinsic_scale > 0:
+                    novelty = world_model.novelty(feats[:-1], actions).float()  # (H, N)
+                    reward = reward + cfg.intrinsic_scale * novelty
                 # backprop bootstraps with the slow critic: its weights never take gradient
                 bootstrap = self.slow_critic(feats).mean if backprop else None
             with wide_autocast(feats.device, cfg.precision), torch.no_grad():
@@ -223,6 +226,7 @@ class Behavior(nn.Module):
             "actor_entropy": entropy.mean().detach(),
             "imagined_return": returns.mean().detach(),
             "imagined_reward": reward.mean().detach(),
+            **({"imagined_novelty": novelty.mean().detach()} if cfg.intrinsic_scale > 0 else {}),
             "imagined_cont": cont[1:].mean(),
             "return_scale": scale.clone(),
         })  # fmt: skip

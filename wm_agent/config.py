@@ -66,6 +66,13 @@ class JEPADreamerConfig:
     so exploration holds a direction for a while. Each action's distribution stays the actor's either way.
     Measured against 0 (benchmarks/RESULTS.md): Acrobot-v1 -94.6 against -274 at 10k, CartPole-v1 and
     Pendulum-v1 unchanged at 10k."""
+    intrinsic_scale: float = 0.0
+    """Weight of an exploration bonus added to every imagined reward: the disagreement (variance over the members)
+    of `ensemble_size` heads that each predict the next step's layer-normalised embedding from a state and action
+    (Plan2Explore's signal), trained on replay. It is high where the replay holds little like the imagined
+    transition, so the actor seeks such states; it fades as they are learned. 0 builds no ensemble."""
+    ensemble_size: int = 5
+    """Members of the disagreement ensemble (used when `intrinsic_scale` > 0)."""
     exploration_noise_length: int = 1000
     """Steps of each coloured-noise sequence (its lowest frequency); an env's sequence also starts afresh with
     every episode."""
@@ -195,6 +202,11 @@ class JEPADreamerConfig:
             raise ValueError(f"jepa_target_rate must be in (0, 1], got {self.jepa_target_rate}")
         if not 0.0 <= self.prefill_repeat_prob < 1.0:
             raise ValueError(f"prefill_repeat_prob must be in [0, 1), got {self.prefill_repeat_prob}")
+        if self.intrinsic_scale < 0.0 or self.ensemble_size < 2:
+            raise ValueError(
+                f"intrinsic_scale must be at least 0 and ensemble_size at least 2 (a disagreement needs two "
+                f"members), got {self.intrinsic_scale} and {self.ensemble_size}"
+            )
         if not 0.0 <= self.exploration_noise_beta <= 4.0:
             raise ValueError(f"exploration_noise_beta must be in [0, 4], got {self.exploration_noise_beta}")
         if self.exploration_noise_length < 2:

@@ -37,3 +37,20 @@ class TwoHotHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> TwoHot:
         return TwoHot(self.net(x), self.bins)
+
+
+class EnsembleHead(nn.Module):
+    """`members` MLPs from the same input to the same target; their disagreement (variance) marks what the data
+    they were trained on does not pin down."""
+
+    def __init__(self, members: int, in_size: int, hidden: int, layers: int, out_size: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(mlp(in_size, hidden, layers, out_size) for _ in range(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Every member's prediction, stacked first: (K, ..., out_size)."""
+        return torch.stack([member(x) for member in self.members])
+
+    def disagreement(self, x: torch.Tensor) -> torch.Tensor:
+        """Variance over the members, averaged over the output: (...)."""
+        return self(x).float().var(0).mean(-1)

@@ -15,7 +15,7 @@ from wm_agent.diagnostics import embedding_stats, latent_entropy
 from wm_agent.distributions import bernoulli_log_prob
 from wm_agent.spaces import ActionSpec, ObsSpec
 from wm_agent.world_model.encoders import ObsDecoder, ObsEncoder
-from wm_agent.world_model.heads import TwoHotHead, mlp
+from wm_agent.world_model.heads import EnsembleHead, TwoHotHead, mlp
 from wm_agent.world_model.losses import barlow_twins, inverse_dynamics_loss, kl_balance, vicreg_terms, weighted_total
 from wm_agent.world_model.rssm import RSSM, Latent
 
@@ -46,6 +46,10 @@ class WorldModel(nn.Module):
             self.inverse_head = mlp(2 * cfg.embed, cfg.hidden, cfg.mlp_layers, action_spec.size)
         else:
             self.decoder = ObsDecoder(obs_spec, cfg)
+        if cfg.intrinsic_scale > 0:  # built last, so that the other modules' initial weights do not depend on it
+            self.ensemble = EnsembleHead(
+                cfg.ensemble_size, cfg.feat_size + action_spec.size, cfg.hidden, cfg.mlp_layers, cfg.embed
+            )
         # the weight of every loss term in the total (see `weighted_total`); a term absent from a variant is unused
         self.loss_scales = {
             "dyn": cfg.kl_dyn_scale,
@@ -59,6 +63,7 @@ class WorldModel(nn.Module):
             "barlow": 1.0,  # its redundancy weight is inside the term (barlow_redundancy)
             "inverse": cfg.inverse_scale,
             "recon": 1.0,
+            "ensemble": 1.0,
         }
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -74,6 +79,10 @@ class WorldModel(nn.Module):
         """Embeddings that the JEPA predictor regresses: from the EMA target encoder (or the online one), no grad."""
         encoder = self.target_encoder if self.cfg.jepa_target == "ema" else self.encoder
         return encoder(obs)
+
+    def novelty(self, feat: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The ensemble's disagreement on the step from states `feat` (..., F) under `action` (..., A): (...)."""
+        return self.ensemble.disagreement(torch.cat([feat, action], -1))
 
     def update_target(self) -> None:
         """Move the target encoder toward the online encoder by `jepa_target_rate` (1 makes it an exact copy)."""
@@ -103,32 +112,42 @@ class WorldModel(nn.Module):
             "post_entropy": latent_entropy(post_logits.detach()),
             "prior_entropy": latent_entropy(prior_logits.detach()),
         }
+        target = None
         if cfg.representation == "jepa":
-            jepa_losses, jepa_diagnostics = self._jepa_losses(obs, embed, post, action, is_first)
+            # targets are layer-normalised so the loss scale does not depend on the embedding scale
+            target = F.layer_norm(self.target_embed(obs), (cfg.embed,)).reshape(batch_size, length, -1)  # (B, T, E)
+            jepa_losses, jepa_diagnostics = self._jepa_losses(target, embed, post, action, is_first)
             losses.update(jepa_losses)
             diagnostics.update(jepa_diagnostics)
         else:
             losses["recon"] = self.decoder.loss(feat.reshape(batch_size * length, -1), obs).mean()
             diagnostics.update(embedding_stats(embed))
+        if cfg.intrinsic_scale > 0:
+            if target is None:
+                target = F.layer_norm(embed.detach(), (cfg.embed,)).reshape(batch_size, length, -1)
+            # state and action at t predict the embedding at t + 1 (the action stored at t + 1 was taken at t); the
+            # inputs are detached: the ensemble measures the representation, it does not shape it
+            members = self.ensemble(torch.cat([feat[:, :-1].detach(), action[:, 1:]], -1))  # (K, B, T - 1, E)
+            continuing = 1.0 - is_first[:, 1:].float()
+            error = (members - target[None, :, 1:]).square().mean(-1)  # (K, B, T - 1)
+            losses["ensemble"] = (error * continuing).sum() / (continuing.sum().clamp(min=1.0) * cfg.ensemble_size)
         loss, metrics = weighted_total(losses, self.loss_scales)
         metrics.update(diagnostics, model_loss=loss.detach())
         return loss, metrics, post
 
     def _jepa_losses(
         self,
-        obs: dict[str, torch.Tensor],
+        target: torch.Tensor,
         embed: torch.Tensor,
         post: Latent,
         action: torch.Tensor,
         is_first: torch.Tensor,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """The JEPA loss terms (same-step and k-step prediction, anti-collapse, inverse dynamics) and diagnostics."""
+        """The JEPA loss terms (same-step and k-step prediction, anti-collapse, inverse dynamics) and diagnostics,
+        toward the layer-normalised `target` embeddings (B, T, E)."""
         cfg = self.cfg
         batch_size, length = is_first.shape
         K = cfg.jepa_horizon
-        # targets are layer-normalised so the loss scale does not depend on the embedding scale
-        target = F.layer_norm(self.target_embed(obs), (cfg.embed,)).reshape(batch_size, length, -1)  # (B, T, E)
-
         same_step = (self.predictor(post.feat) - target).square().mean(-1)  # (B, T)
 
         # k-step open-loop prediction from every posterior state; sequences are padded by K invalid steps
