@@ -334,6 +334,16 @@ def test_stochastic_evaluation_is_its_own_run_and_says_so(tmp_path, monkeypatch)
     )
 
 
+def test_runs_are_planned_seed_by_seed():
+    """A grid stopped part-way (or run with --jobs 2) has every algorithm on its first seeds, not one algorithm."""
+    specs, _ = compare.plan_runs(
+        compare.ComparisonSpec(env_ids=["CartPole-v1", "Acrobot-v1"], algos=["a2c", "ppo"], seeds=2, steps=100)
+    )
+    assert [(s.seed, s.env_id, s.label) for s in specs] == [
+        (seed, env_id, label) for seed in (0, 1) for env_id in ("CartPole-v1", "Acrobot-v1") for label in ("a2c", "ppo")
+    ]
+
+
 def test_incompatible_pairs_are_skipped(tmp_path):
     specs, skipped = compare.plan_runs(
         compare.ComparisonSpec(env_ids=["Pendulum-v1", "CartPole-v1"], algos=["dqn", "sac"], seeds=1, steps=100)

@@ -294,7 +294,8 @@ def _check(grid: ComparisonSpec) -> None:
 
 
 def plan_runs(grid: ComparisonSpec) -> tuple[list[RunSpec], list[tuple[str, str, str]]]:
-    """Validate the grid and list its runs.
+    """Validate the grid and list its runs, seed by seed (every env and algorithm on seed 0 first, then seed 1...),
+    so that a grid stopped part-way has compared its algorithms on the same seeds.
 
     :return: the runs, and the (env, label, reason) pairs left out because the algorithm lacks the action space
     :raises ValueError: a grid that cannot run, or one where no pair is left
@@ -331,6 +332,7 @@ def plan_runs(grid: ComparisonSpec) -> tuple[list[RunSpec], list[tuple[str, str,
                 )
                 for seed in range(grid.seeds)
             ]
+    specs.sort(key=lambda spec: spec.seed)  # stable: env and algorithm order kept within a seed
     if not specs:
         reasons = "; ".join(f"{e}/{a}: {why}" for e, a, why in incompatible)
         raise ValueError(f"no algorithm in --algos can run on the given envs ({reasons})")
