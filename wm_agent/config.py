@@ -67,9 +67,9 @@ class JEPADreamerConfig:
     Measured against 0 (benchmarks/RESULTS.md): Acrobot-v1 -94.6 against -274 at 10k, CartPole-v1 and
     Pendulum-v1 unchanged at 10k."""
     intrinsic_scale: float = 0.0
-    """Weight of an exploration bonus added to every imagined reward: the disagreement (variance over the members)
-    of `ensemble_size` heads that each predict the next step's layer-normalised embedding from a state and action
-    (Plan2Explore's signal), trained on replay. It is high where the replay holds little like the imagined
+    """Weight of an exploration bonus added to every imagined reward: the disagreement (standard deviation over the
+    members) of `ensemble_size` heads that each predict the next step's layer-normalised embedding from a state and
+    action (Plan2Explore's signal), trained on replay. It is high where the replay holds little like the imagined
     transition, so the actor seeks such states; it fades as they are learned. 0 builds no ensemble."""
     ensemble_size: int = 5
     """Members of the disagreement ensemble (used when `intrinsic_scale` > 0)."""

@@ -40,7 +40,7 @@ class TwoHotHead(nn.Module):
 
 
 class EnsembleHead(nn.Module):
-    """`members` MLPs from the same input to the same target; their disagreement (variance) marks what the data
+    """`members` MLPs from the same input to the same target; their disagreement (spread) marks what the data
     they were trained on does not pin down."""
 
     def __init__(self, members: int, in_size: int, hidden: int, layers: int, out_size: int) -> None:
@@ -52,5 +52,5 @@ class EnsembleHead(nn.Module):
         return torch.stack([member(x) for member in self.members])
 
     def disagreement(self, x: torch.Tensor) -> torch.Tensor:
-        """Variance over the members, averaged over the output: (...)."""
-        return self(x).float().var(0).mean(-1)
+        """Standard deviation over the members, averaged over the output: (...), in the output's units."""
+        return self(x).float().std(0).mean(-1)
