@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 from tests.conftest import SpaceEnv
 from wm_agent import ENV_SETTINGS, JEPADreamer, JEPADreamerConfig, env_settings, make_config
+from wm_agent.common import register_project_envs
 
 IMAGE_HWC = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 OBS_SPACES = {
@@ -394,6 +395,7 @@ def test_config_or_overrides_not_both():
 def test_env_table_entries_are_checked_settings_and_copies():
     """Each `ENV_SETTINGS` entry names registered envs and valid settings; `env_settings` hands out a copy."""
     for env_id, entry in ENV_SETTINGS.items():
+        register_project_envs(env_id)  # wm/ ids, as `wm-agent train` and the harness register them
         gym.spec(env_id)  # raises for an id Gymnasium does not know (a typo in the table)
         assert entry and make_config("small", **entry).to_dict().items() >= entry.items()
     assert env_settings("CartPole-v1") == {}
