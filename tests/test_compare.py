@@ -344,6 +344,26 @@ def test_runs_are_planned_seed_by_seed():
     ]
 
 
+def test_first_seed_adds_later_seeds_to_a_grid():
+    """``--seeds 1 --first-seed 2`` plans seed 2 alone (a third seed added to a folder holding seeds 0 and 1)."""
+    specs, _ = compare.plan_runs(
+        compare.ComparisonSpec(env_ids=["CartPole-v1"], algos=["a2c", "ppo"], seeds=1, first_seed=2, steps=100)
+    )
+    assert [(s.seed, s.label) for s in specs] == [(2, "a2c"), (2, "ppo")]
+    with pytest.raises(ValueError, match="--first-seed must be at least 0"):
+        compare.plan_runs(compare.ComparisonSpec(env_ids=["CartPole-v1"], algos=["ppo"], first_seed=-1, steps=100))
+
+
+def test_a_later_seed_joins_the_earlier_ones_in_the_report(tmp_path):
+    out = tmp_path / "out"
+    kwargs = dict(steps=32, eval_every=32, eval_episodes=1)
+    _compare(out, ["CartPole-v1"], ["a2c"], seeds=1, **kwargs)
+    report = _compare(out, ["CartPole-v1"], ["a2c"], seeds=1, first_seed=1, **kwargs)
+    assert [spec.seed for spec in report.ran] == [1] and "seeds 1..1" in (out / "summary.md").read_text()
+    assert compare.main(["--report", "--out", str(out)]) == 0
+    assert "| CartPole-v1 (475) | a2c | zoo | 2 | 32 |" in (out / "summary.md").read_text()
+
+
 def test_incompatible_pairs_are_skipped(tmp_path):
     specs, skipped = compare.plan_runs(
         compare.ComparisonSpec(env_ids=["Pendulum-v1", "CartPole-v1"], algos=["dqn", "sac"], seeds=1, steps=100)
@@ -488,6 +508,8 @@ def test_algo_kwargs_and_threshold_parsing():
         (["--env", "CartPole-v1", "--algos", "ppo", "--backend", "ray", "--jobs", "0"], "with --backend ray give"),
         (["--env", "CartPole-v1", "--algos", "ppo", "--address", "ray://head:10001"], "give it with --backend ray"),
         (["--report", "--backend", "ray"], "--report runs nothing, so --backend"),
+        (["--report", "--first-seed", "2"], "--report runs nothing, so --first-seed"),
+        (["--env", "CartPole-v1", "--algos", "ppo", "--first-seed", "-1"], "--first-seed must be at least 0"),
         (
             ["--env", "CartPole-v1", "--algos", "ppo", "--backend", "ray", "--checkpoint-every", "9"],
             "needs --backend local",

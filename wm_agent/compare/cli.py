@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a budget of its own for one label of --algos, e.g. jepa_dreamer=10000; repeatable",
     )
     p.add_argument("--seeds", type=int, default=3, help="K: seeds 0..K-1 (default: %(default)s)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="start the seeds there instead of 0, e.g. --seeds 1 --first-seed 2 adds seed 2 to the runs of seeds 0 "
+        "and 1 in --out (default: %(default)s)",
+    )
     p.add_argument("--eval-every", type=int, default=5_000, help="env steps between evaluations (default: %(default)s)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default: %(default)s)")
     p.add_argument(
@@ -138,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--env-kwargs": args.env_kwargs,
             "--save-models": args.save_models,
             "--checkpoint-every": args.checkpoint_every,
+            "--first-seed": args.first_seed,
             "--eval-stochastic": args.eval_stochastic,
             "--backend": args.backend != "local",
             "--address": args.address,
@@ -160,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             algos=algos,
             steps=args.steps,
             seeds=args.seeds,
+            first_seed=args.first_seed,
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             algo_kwargs=parse_algo_kwargs(args.algo_kwargs, list(dict.fromkeys(algos))),

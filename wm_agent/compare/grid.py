@@ -116,12 +116,15 @@ class RunSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class ComparisonSpec:
-    """A comparison grid: every algorithm label on every env, with seeds 0..seeds-1, under one protocol.
+    """A comparison grid: every algorithm label on every env, with seeds first_seed..first_seed+seeds-1, under one
+    protocol.
 
     :param env_ids: Gymnasium env ids
     :param algos: algorithm labels, from ``ALGO_NAMES``, each optionally with a ``@variant``
     :param steps: env steps per run
-    :param seeds: K: seeds 0..K-1
+    :param seeds: K: seeds first_seed..first_seed+K-1
+    :param first_seed: the first seed (0): a later seed run on its own, or on another machine, lands in the same
+        folder as the others, e.g. ``seeds=1, first_seed=2`` adds seed 2 to a grid of seeds 0 and 1
     :param eval_every: env steps between evaluations
     :param eval_episodes: deterministic episodes per evaluation
     :param algo_kwargs: constructor overrides per label (see :func:`parse_algo_kwargs`)
@@ -142,6 +145,7 @@ class ComparisonSpec:
     algos: Sequence[str]
     steps: int = 50_000
     seeds: int = 3
+    first_seed: int = 0
     eval_every: int = 5_000
     eval_episodes: int = 10
     algo_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -279,6 +283,8 @@ def _check(grid: ComparisonSpec) -> None:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if grid.eval_episodes < 1:
         raise ValueError(f"--eval-episodes must be at least 1, got {grid.eval_episodes}")
+    if grid.first_seed < 0:
+        raise ValueError(f"--first-seed must be at least 0, got {grid.first_seed}")
     if grid.checkpoint_every < 0:
         raise ValueError(
             f"--checkpoint-every must be 0 (no checkpoints) or more env steps, got {grid.checkpoint_every}"
@@ -330,7 +336,7 @@ def plan_runs(grid: ComparisonSpec) -> tuple[list[RunSpec], list[tuple[str, str,
                     checkpoint_every=grid.checkpoint_every,
                     eval_stochastic=grid.eval_stochastic,
                 )
-                for seed in range(grid.seeds)
+                for seed in range(grid.first_seed, grid.first_seed + grid.seeds)
             ]
     specs.sort(key=lambda spec: spec.seed)  # stable: env and algorithm order kept within a seed
     if not specs:

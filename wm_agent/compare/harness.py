@@ -73,6 +73,7 @@ def run_comparison(
         "steps": grid.steps,
         "steps_by_label": grid.steps_by_label,
         "seeds": grid.seeds,
+        "first_seed": grid.first_seed,
         "eval_every": grid.eval_every,
         "eval_episodes": grid.eval_episodes,
         "threads": grid.threads,

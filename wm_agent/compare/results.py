@@ -140,7 +140,8 @@ def _protocol_text(settings: dict[str, Any]) -> str:
         seeds = "seeds " + ", ".join(str(s) for s in settings["seed_list"])
     else:
         budget = f"{_budget_text(settings)} per run"
-        seeds = f"seeds 0..{settings['seeds'] - 1}"
+        first = settings.get("first_seed", 0)
+        seeds = f"seeds {first}..{first + settings['seeds'] - 1}"
     env_settings = "; ".join(
         f"{env_id} " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         for env_id, kwargs in settings.get("env_kwargs", {}).items()
