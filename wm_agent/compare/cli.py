@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ALGO=N",
         help="a budget of its own for one label of --algos, e.g. jepa_dreamer=10000; repeatable",
     )
-    p.add_argument("--seeds", type=int, default=3, help="K: seeds 0..K-1 (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, help="K: seeds 0..K-1, or from --first-seed (default: %(default)s)")
     p.add_argument(
         "--first-seed",
         type=int,
