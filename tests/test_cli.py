@@ -25,15 +25,15 @@ def test_train_applies_the_env_table_and_hyperparams_win(tmp_path, capsys):
     """`wm-agent train` on an env of `ENV_SETTINGS` trains with its entry and says so; --hyperparams win over it."""
     from wm_agent import JEPADreamer
 
-    args = ["train", "--env", "MountainCarContinuous-v0", "-n", "40", "--preset", "tiny", "--no-progress"]
+    args = ["train", "--env", "Acrobot-v1", "-n", "40", "--preset", "tiny", "--no-progress"]
     args += ["--eval-episodes", "1", "--hyperparams", "learning_starts=24", "train_ratio=8"]
-    saved = tmp_path / "jepa_dreamer" / "MountainCarContinuous-v0_seed0.zip"
+    saved = tmp_path / "jepa_dreamer" / "Acrobot-v1_seed0.zip"
     assert main([*args, "-f", str(tmp_path)]) == 0
-    assert "for it: gamma=0.997 (ENV_SETTINGS" in capsys.readouterr().out
-    assert JEPADreamer.load(saved).config.gamma == 0.997
-    assert main([*args, "gamma=0.95", "-f", str(tmp_path)]) == 0
+    assert "for it: intrinsic_scale=1.0 (ENV_SETTINGS" in capsys.readouterr().out
+    assert JEPADreamer.load(saved).config.intrinsic_scale == 1.0
+    assert main([*args, "intrinsic_scale=0.5", "-f", str(tmp_path)]) == 0
     assert "ENV_SETTINGS" not in capsys.readouterr().out
-    assert JEPADreamer.load(saved).config.gamma == 0.95
+    assert JEPADreamer.load(saved).config.intrinsic_scale == 0.5
 
 
 def test_train_sb3_algo(tmp_path):

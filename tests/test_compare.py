@@ -465,11 +465,22 @@ def test_env_table_builds_our_model(env_id):
     eval_env.close()
 
 
+def test_harness_model_takes_its_discount_from_the_episode_limit():
+    """MountainCar's 999-step episodes get gamma 0.997 from the default rule, with nothing from the table."""
+    spec = compare.RunSpec(env_id="MountainCarContinuous-v0", label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
+    hp, source = run.hyperparams_for(spec)
+    assert (hp, source) == ({}, "preset")
+    train_env, eval_env = run.make_envs(spec, hp)
+    assert run.build_model(spec, train_env, {"preset": "tiny"}).gamma == 0.997
+    train_env.close()
+    eval_env.close()
+
+
 def test_env_table_yields_to_overrides():
     """--algo-kwargs win over the table's entry; an env the table does not name gets the preset alone."""
-    spec = compare.RunSpec(env_id="MountainCarContinuous-v0", label="jepa_dreamer@x", seed=0, steps=1000,
-                           eval_every=500, algo_kwargs={"gamma": 0.98})  # fmt: skip
-    assert run.hyperparams_for(spec) == ({"gamma": 0.98}, "preset+table+overrides")
+    spec = compare.RunSpec(env_id="Acrobot-v1", label="jepa_dreamer@x", seed=0, steps=1000,
+                           eval_every=500, algo_kwargs={"intrinsic_scale": 0.5})  # fmt: skip
+    assert run.hyperparams_for(spec) == ({"intrinsic_scale": 0.5}, "preset+table+overrides")
     spec = compare.RunSpec(env_id="CartPole-v1", label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
     assert run.hyperparams_for(spec) == ({}, "preset")
 

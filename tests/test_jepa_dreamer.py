@@ -25,8 +25,10 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 from tests.conftest import SpaceEnv
-from wm_agent import ENV_SETTINGS, JEPADreamer, JEPADreamerConfig, env_settings, make_config
+from wm_agent import ENV_SETTINGS, JEPADreamer, JEPADreamerConfig, JEPADreamerPolicy, env_settings, make_config
 from wm_agent.common import register_project_envs
+from wm_agent.config import discount_for_episode_limit
+from wm_agent.jepa_dreamer import episode_limit
 
 IMAGE_HWC = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 OBS_SPACES = {
@@ -399,11 +401,41 @@ def test_env_table_entries_are_checked_settings_and_copies():
         gym.spec(env_id)  # raises for an id Gymnasium does not know (a typo in the table)
         assert entry and make_config("small", **entry).to_dict().items() >= entry.items()
     assert env_settings("CartPole-v1") == {}
-    settings = env_settings("MountainCarContinuous-v0")
-    settings["gamma"] = 0.5
-    assert ENV_SETTINGS["MountainCarContinuous-v0"]["gamma"] == 0.997
+    settings = env_settings("Acrobot-v1")
+    settings["intrinsic_scale"] = 0.5
+    assert ENV_SETTINGS["Acrobot-v1"]["intrinsic_scale"] == 1.0
     # the constructor does not read the table: the same agent on every env unless the user passes the entry
-    assert JEPADreamer("MlpPolicy", "MountainCarContinuous-v0", preset="tiny").config.gamma == 0.99
+    assert JEPADreamer("MlpPolicy", "Acrobot-v1", preset="tiny").config.intrinsic_scale == 0.0
+
+
+@pytest.mark.parametrize(
+    "env_id, limit, gamma",
+    [("Pendulum-v1", 200, 0.99), ("CartPole-v1", 500, 0.99), ("MountainCarContinuous-v0", 999, 0.997)],
+)
+def test_default_discount_follows_the_episode_limit(env_id, limit, gamma, tmp_path):
+    """`gamma=None` becomes a number from the env's time limit when the agent is built, and is saved as that number."""
+    model = JEPADreamer("MlpPolicy", env_id, preset="tiny")
+    assert episode_limit(model.env) == limit
+    assert model.gamma == model.config.gamma == model.policy.config.gamma == gamma
+    model.save(tmp_path / "agent.zip")
+    assert JEPADreamer.load(tmp_path / "agent.zip").gamma == gamma
+
+
+def test_default_discount_without_spec_and_explicit_gamma():
+    """A `TimeLimit` around an env made without gym.make counts, no limit means 0.99, and a gamma the user sets wins
+    (the config object the user passed is left as it was)."""
+    assert [discount_for_episode_limit(n) for n in (None, 100, 500, 501, 1000)] == [0.99, 0.99, 0.99, 0.997, 0.997]
+    make = lambda: SpaceEnv(OBS_SPACES["box"], ACTION_SPACES["discrete"])  # noqa: E731
+    assert JEPADreamer("MlpPolicy", make(), preset="tiny").gamma == 0.99
+    assert JEPADreamer("MlpPolicy", gym.wrappers.TimeLimit(make(), 800), preset="tiny").gamma == 0.997
+    assert JEPADreamer("MlpPolicy", "MountainCarContinuous-v0", preset="tiny", gamma=0.95).gamma == 0.95
+    config = make_config("tiny")
+    assert JEPADreamer("MlpPolicy", "MountainCarContinuous-v0", config=config).gamma == 0.997
+    assert config.gamma is None
+    with pytest.raises(ValueError, match=r"gamma must be in \(0, 1\]"):
+        make_config("tiny", gamma=1.5)
+    with pytest.raises(ValueError, match="only JEPADreamer resolves"):
+        JEPADreamerPolicy(OBS_SPACES["box"], ACTION_SPACES["discrete"], config)
 
 
 def test_stop_on_episode_end_then_resume_keeps_replay_consistent(tiny_kwargs):

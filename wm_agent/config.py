@@ -133,9 +133,9 @@ class JEPADreamerConfig:
     # --- behavior (imagination) ---
     horizon: int = 15
     """Imagined steps H per rollout of the actor-critic."""
-    gamma: float = 0.99
-    """Discount of imagined returns. DreamerV3's 0.997 solves MountainCarContinuous (a goal hundreds of steps away),
-    where 0.99 loses it, but cost a CartPole and an Acrobot seed at 10k (benchmarks/RESULTS.md, "The discount")."""
+    gamma: float | None = None
+    """Discount of imagined returns. None (the default): set from the env's episode limit when the agent is built, by
+    `discount_for_episode_limit` (0.997 beyond 500 steps, 0.99 otherwise); the agent's config then holds the value."""
     lam: float = 0.95
     """Lambda of the lambda-returns (0: one-step bootstrap, 1: Monte Carlo over the horizon)."""
     actor_lr: float = 3e-5
@@ -213,6 +213,8 @@ class JEPADreamerConfig:
             raise ValueError(f"exploration_noise_beta must be in [0, 4], got {self.exploration_noise_beta}")
         if self.exploration_noise_length < 2:
             raise ValueError(f"exploration_noise_length must be at least 2, got {self.exploration_noise_length}")
+        if self.gamma is not None and not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1] (or None: from the env's episode limit), got {self.gamma}")
         if self.train_ratio <= 0:
             raise ValueError(f"train_ratio must be positive, got {self.train_ratio}")
         if self.seq_len < 2 or self.batch_size < 1:
@@ -271,14 +273,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 # its tables: by `wm-agent train` and the compare harness, and by users through `env_settings`; the constructor does
 # not read it, so `JEPADreamer(policy, env)` is the same agent on every env.
 ENV_SETTINGS: dict[str, dict[str, Any]] = {
-    # gamma 0.997 (DreamerV3's): 90 by 20k on 3 seeds of 3 (94.7 / 94.3 / 94.6), where 0.99 drifts back to doing
-    # nothing (the goal is hundreds of steps away); as the default it cost a CartPole and an Acrobot seed at 10k.
-    # Acrobot's bonus with gamma 0.99 also reaches 90 on 3 of 3, but later (15k each) and at 0.63x the speed.
-    "MountainCarContinuous-v0": {"gamma": 0.997},
-    # gamma 0.997 as for MountainCar (1,000-step episodes, the landing's +100 at their end): 200 first at 60k / 80k /
-    # 100k over seeds 0-2, where 0.99 reaches it at 60k / 90k / not within 100k (DQN, the best SB3 baseline: 90k on 2
-    # of 3)
-    "LunarLander-v3": {"gamma": 0.997},
     # the ensemble-disagreement bonus: -100 by 10k on 3 seeds of 3 (-82.4 / -79.4 / -88.7), where the defaults reach
     # it on 2 of 3 (-115.0 / -87.3 / -81.4); not yet measured as a default on the rest of the suite.
     "Acrobot-v1": {"intrinsic_scale": 1.0},
@@ -287,6 +281,26 @@ ENV_SETTINGS: dict[str, dict[str, Any]] = {
     # settings, 491.0 / 500.0 / 500.0)
     "wm/CartPoleNoVel-v0": {"train_ratio": 256},
 }
+
+
+LONG_EPISODE_STEPS = 500
+"""Episode limits longer than this get DreamerV3's discount from `discount_for_episode_limit`."""
+
+
+def discount_for_episode_limit(max_episode_steps: int | None) -> float:
+    """The discount `gamma=None` stands for, from the env's time limit (`env.spec.max_episode_steps`).
+
+    DreamerV3's 0.997 (a horizon of about 333 steps) where episodes may last longer than `LONG_EPISODE_STEPS`: the
+    reward that matters there can be hundreds of steps away (MountainCarContinuous-v0's goal, LunarLander-v3's
+    landing), and 0.99 discounts it to almost nothing. 0.99 for shorter limits and for envs without one.
+    Measured (benchmarks/RESULTS.md, "The discount"): 0.997 reaches MountainCarContinuous-v0's 90 by 20k on 3 seeds of
+    3 where 0.99 loses the goal, and LunarLander-v3's 200 at 60k / 80k / 100k where 0.99 does at 60k / 90k / not by
+    100k; on the 500-step CartPole-v1 and Acrobot-v1 it cost a seed each at 10k. No smooth rule of the kind TD-MPC2
+    uses (1 - 5 / limit, clipped) fits both sides, hence the step.
+    """
+    if max_episode_steps is not None and max_episode_steps > LONG_EPISODE_STEPS:
+        return 0.997
+    return 0.99
 
 
 def env_settings(env_id: str) -> dict[str, Any]:

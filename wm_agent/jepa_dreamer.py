@@ -43,7 +43,13 @@ from wm_agent.checkpoint import (
     unsafe_tensor_file_error,
 )
 from wm_agent.common import register_project_envs
-from wm_agent.config import JEPADreamerConfig, config_from_dict, make_config, upgrade_config
+from wm_agent.config import (
+    JEPADreamerConfig,
+    config_from_dict,
+    discount_for_episode_limit,
+    make_config,
+    upgrade_config,
+)
 from wm_agent.exploration import ColoredNoise
 from wm_agent.files import atomic_path, with_suffix
 from wm_agent.policies import JEPADreamerPolicy
@@ -163,6 +169,11 @@ class JEPADreamer(BaseAlgorithm):
 
     def _setup_model(self) -> None:
         upgrade_config(self.config)
+        if self.config.gamma is None:
+            limit = episode_limit(self.env)
+            self.config = dataclasses.replace(self.config, gamma=discount_for_episode_limit(limit))
+            if self.verbose >= 1:
+                print(f"gamma={self.config.gamma} for episodes of up to {limit or 'unlimited'} steps")
         if self.device.type == "cpu":
             reuse_freed_memory()
         self._setup_lr_schedule()
@@ -922,6 +933,17 @@ def make_env(env: GymEnv | str, verbose: int = 0) -> GymEnv:
 POLICY_KWARGS = ("normalize_images",)
 """The `policy_kwargs` JEPADreamerPolicy takes (normalize_images is accepted and ignored, as images are scaled by
 `ObsSpec`)."""
+
+
+def episode_limit(env: VecEnv | None) -> int | None:
+    """The time limit of ``env``'s episodes: its first env's ``spec.max_episode_steps``, else the limit of a
+    `TimeLimit` wrapped around an env made without ``gym.make`` (no spec); None when there is none or no env."""
+    if env is None:
+        return None
+    limit = getattr(env.get_attr("spec", indices=[0])[0], "max_episode_steps", None) if env.has_attr("spec") else None
+    if limit is None and env.has_attr("_max_episode_steps"):
+        limit = env.get_attr("_max_episode_steps", indices=[0])[0]
+    return limit
 
 
 def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:

@@ -44,6 +44,11 @@ class JEPADreamerPolicy(BasePolicy):
         normalize_images: bool = False,  # images are scaled in ObsSpec.preprocess; kept for BasePolicy.load
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=False)
+        if config.gamma is None:
+            raise ValueError(
+                "config.gamma is None, which only JEPADreamer resolves (from its env's episode limit): give the policy "
+                "a config with a number, e.g. dataclasses.replace(config, gamma=0.99)"
+            )
         self.config = config
         self.obs_spec = ObsSpec(observation_space)
         self.action_spec = ActionSpec(action_space)
