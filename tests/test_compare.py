@@ -403,6 +403,7 @@ def test_first_crossing_and_summary_on_synthetic_runs():
     ]
     summary = {row["algo"]: row for row in results.summarize(records, {"E": 5.0})}
     assert summary["ppo"]["steps_to_threshold"] == 250 and summary["ppo"]["reached"] == 2
+    assert summary["ppo"]["slowest_to_threshold"] == 300 and summary["dqn"]["slowest_to_threshold"] == math.inf
     assert summary["dqn"]["steps_to_threshold"] == math.inf and summary["dqn"]["reached"] == 1
     assert summary["jepa_dreamer"]["final_return_mean"] == 10 and summary["jepa_dreamer"]["peak_rss_mib"] == 101
 
@@ -413,6 +414,7 @@ def test_first_crossing_and_summary_on_synthetic_runs():
                                   "eval_episodes": 10, "threads": 1})  # fmt: skip
     assert "| E | jepa_dreamer | 0.40 | ppo | 4.00 | ppo |" in md
     assert "| E (5) | dqn |" in md and "not reached (1/2)" in md
+    assert "| 10.0 +/- 0.0 | - | 250 (2/2, slowest 300) |" in md  # ppo; these rows have no episode lengths
 
 
 HAS_BOX2D = importlib.util.find_spec("Box2D") is not None

@@ -55,6 +55,8 @@ def summarize(records: Sequence[dict[str, Any]], thresholds: dict[str, float | N
 
     Steps/wall to threshold are medians over seeds of each seed's first crossing; a seed that never reaches the
     threshold counts as infinite, so the median is finite only when at least half the seeds (all, for 2) reach it.
+    The slowest seed's crossing is kept beside the median (a bar on every seed reads it), and the final evaluations'
+    mean episode length, which tells an agent that hovers or stalls from one that finishes its task.
     """
     rows = []
     for (env_id, label, *_), runs in group_runs(records).items():
@@ -72,7 +74,9 @@ def summarize(records: Sequence[dict[str, Any]], thresholds: dict[str, float | N
                 "threshold": threshold,
                 "final_return_mean": float(np.mean(finals)),
                 "final_return_std": float(np.std(finals)),
+                "final_ep_len_mean": float(np.mean([run["evals"][-1].get("ep_len_mean", math.nan) for run in runs])),
                 "steps_to_threshold": float(np.median([c[0] for c in crossings])),
+                "slowest_to_threshold": max(c[0] for c in crossings),
                 "wall_to_threshold_s": float(np.median([c[1] for c in crossings])),
                 "reached": sum(math.isfinite(c[0]) for c in crossings),
                 "train_wall_s": float(np.mean([run["train_wall_s"] for run in runs])),
@@ -168,9 +172,10 @@ def markdown_summary(
         "",
         _protocol_text(settings),
         "",
-        "Final return: mean +/- std over seeds of each seed's last evaluation. Steps / wall to threshold: median "
-        "over seeds of the first evaluation after step 0 reaching the threshold (a seed that never reaches counts "
-        "as never). "
+        "Final return: mean +/- std over seeds of each seed's last evaluation; final length: the mean of its "
+        "episodes' lengths. Steps / wall to threshold: median over seeds of the first evaluation after step 0 "
+        "reaching the threshold (a seed that never reaches counts as never), with the slowest seed's when every "
+        "seed reaches it. "
         "Wall time is training only (evaluation excluded). Peak RSS: max over seeds of the run process's peak "
         "resident memory. SB3 hyperparameters: `zoo` = tuned values of "
         + ZOO_SOURCE
@@ -181,20 +186,25 @@ def markdown_summary(
             else ""
         ),
         "",
-        "| env (threshold) | algo | hyperparams | seeds | budget | final return | steps to threshold (seeds reached) "
-        "| wall to threshold | train wall | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| env (threshold) | algo | hyperparams | seeds | budget | final return | final length "
+        "| steps to threshold (seeds reached) | wall to threshold | train wall | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in summary:
         threshold = "none" if row["threshold"] is None else f"{row['threshold']:g}"
         to_steps, to_wall = _fmt_steps(row["steps_to_threshold"]), _fmt_seconds(row["wall_to_threshold_s"])
+        reached = f"{row['reached']}/{row['seeds']}"
+        slowest = row.get("slowest_to_threshold", math.inf)
+        if row["seeds"] > 1 and math.isfinite(slowest):
+            reached += f", slowest {_fmt_steps(slowest)}"
         if row["threshold"] is None:
             to_steps, to_wall = "-", "-"
+        length = row.get("final_ep_len_mean", math.nan)
         lines.append(
             f"| {row['env']} ({threshold}) | {row['algo']} | {row['hyperparams_source']} | {row['seeds']} "
             f"| {row['budget']:,} | {row['final_return_mean']:.1f} +/- {row['final_return_std']:.1f} "
-            f"| {to_steps} ({row['reached']}/{row['seeds']}) | {to_wall} | {row['train_wall_s']:.1f} s "
-            f"| {row['peak_rss_mib']:.0f} MiB |"
+            f"| {'-' if math.isnan(length) else f'{length:.0f}'} | {to_steps} ({reached}) | {to_wall} "
+            f"| {row['train_wall_s']:.1f} s | {row['peak_rss_mib']:.0f} MiB |"
         )
     if ratios:
         lines += [
