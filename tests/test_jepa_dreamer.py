@@ -432,7 +432,7 @@ def test_default_discount_without_spec_and_explicit_gamma():
     config = make_config("tiny")
     assert JEPADreamer("MlpPolicy", "MountainCarContinuous-v0", config=config).gamma == 0.997
     assert config.gamma is None
-    with pytest.raises(ValueError, match=r"gamma must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
         make_config("tiny", gamma=1.5)
     with pytest.raises(ValueError, match="only JEPADreamer resolves"):
         JEPADreamerPolicy(OBS_SPACES["box"], ACTION_SPACES["discrete"], config)

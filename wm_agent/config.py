@@ -213,8 +213,8 @@ class JEPADreamerConfig:
             raise ValueError(f"exploration_noise_beta must be in [0, 4], got {self.exploration_noise_beta}")
         if self.exploration_noise_length < 2:
             raise ValueError(f"exploration_noise_length must be at least 2, got {self.exploration_noise_length}")
-        if self.gamma is not None and not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1] (or None: from the env's episode limit), got {self.gamma}")
+        if self.gamma is not None and not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1] (or None: from the env's episode limit), got {self.gamma}")
         if self.train_ratio <= 0:
             raise ValueError(f"train_ratio must be positive, got {self.train_ratio}")
         if self.seq_len < 2 or self.batch_size < 1:
