@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import math
@@ -459,7 +460,7 @@ def test_env_table_builds_our_model(env_id):
     register_project_envs(env_id)  # wm/ ids, as the harness's grid registers them
     spec = compare.RunSpec(env_id=env_id, label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
     hp, source = run.hyperparams_for(spec)
-    assert (hp, source) == (entry, "preset+table")
+    assert (hp, source) == ({**entry, "gamma": 0.99}, "preset+table")  # the discount of their 500-step limits
     train_env, eval_env = run.make_envs(spec, {**hp, "preset": "tiny"})
     model = run.build_model(spec, train_env, {**hp, "preset": "tiny"})
     assert {k: getattr(model.config, k) for k in entry} == entry
@@ -467,24 +468,36 @@ def test_env_table_builds_our_model(env_id):
     eval_env.close()
 
 
-def test_harness_model_takes_its_discount_from_the_episode_limit():
-    """MountainCar's 999-step episodes get gamma 0.997 from the default rule, with nothing from the table."""
+def test_harness_records_the_discount_of_the_episode_limit(tmp_path):
+    """MountainCar's 999-step episodes get gamma 0.997 from the default rule, with nothing from the table; the harness
+    writes it into the run's settings, and a stored run that trained without it (at the old default, 0.99) is stale
+    there, while one of a 500-step env stays finished."""
     spec = compare.RunSpec(env_id="MountainCarContinuous-v0", label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
     hp, source = run.hyperparams_for(spec)
-    assert (hp, source) == ({}, "preset")
+    assert (hp, source) == ({"gamma": 0.997}, "preset")
     train_env, eval_env = run.make_envs(spec, hp)
     assert run.build_model(spec, train_env, {"preset": "tiny"}).gamma == 0.997
     train_env.close()
     eval_env.close()
 
+    cartpole = dataclasses.replace(spec, env_id="CartPole-v1")
+    for stored_spec, settings, finished in [
+        (spec, {}, False),  # trained at 0.99 before the discount followed the limit
+        (spec, {"gamma": 0.997}, True),  # MountainCar's former table entry: what the preset now builds
+        (cartpole, {}, True),
+        (cartpole, {"gamma": 0.997}, False),
+    ]:
+        run.write_json(stored_spec.path(tmp_path), {"spec": stored_spec.identity(), "hyperparams": settings})
+        assert (run.load_finished(stored_spec, tmp_path) is not None) == finished, (stored_spec.env_id, settings)
+
 
 def test_env_table_yields_to_overrides():
     """--algo-kwargs win over the table's entry; an env the table does not name gets the preset alone."""
     spec = compare.RunSpec(env_id="Acrobot-v1", label="jepa_dreamer@x", seed=0, steps=1000,
-                           eval_every=500, algo_kwargs={"intrinsic_scale": 0.5})  # fmt: skip
-    assert run.hyperparams_for(spec) == ({"intrinsic_scale": 0.5}, "preset+table+overrides")
+                           eval_every=500, algo_kwargs={"intrinsic_scale": 0.5, "gamma": 0.9})  # fmt: skip
+    assert run.hyperparams_for(spec) == ({"intrinsic_scale": 0.5, "gamma": 0.9}, "preset+table+overrides")
     spec = compare.RunSpec(env_id="CartPole-v1", label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
-    assert run.hyperparams_for(spec) == ({}, "preset")
+    assert run.hyperparams_for(spec) == ({"gamma": 0.99}, "preset")
 
 
 def test_algo_kwargs_and_threshold_parsing():

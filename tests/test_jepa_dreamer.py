@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 
 import gymnasium as gym
@@ -26,9 +27,8 @@ from stable_baselines3.common.vec_env import VecFrameStack, VecTransposeImage
 
 from tests.conftest import SpaceEnv
 from wm_agent import ENV_SETTINGS, JEPADreamer, JEPADreamerConfig, JEPADreamerPolicy, env_settings, make_config
-from wm_agent.common import register_project_envs
+from wm_agent.common import episode_limit, register_project_envs
 from wm_agent.config import discount_for_episode_limit
-from wm_agent.jepa_dreamer import episode_limit
 
 IMAGE_HWC = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 OBS_SPACES = {
@@ -421,6 +421,28 @@ def test_default_discount_follows_the_episode_limit(env_id, limit, gamma, tmp_pa
     assert JEPADreamer.load(tmp_path / "agent.zip").gamma == gamma
 
 
+def _mountain_car_with_unpicklable_spec() -> gym.Env:
+    """MountainCar whose spec holds a lambda, as one made with a callable env kwarg (a reward shaping) does."""
+    env = gym.make("MountainCarContinuous-v0")
+    env.unwrapped.spec = dataclasses.replace(env.unwrapped.spec, kwargs={"shaping": lambda r: r})
+    return env
+
+
+def test_episode_limit_through_vec_wrappers_and_subprocesses():
+    """The limit is read through VecNormalize and VecFrameStack, and from a subprocess env whose spec would not pickle
+    (an env kwarg that is a lambda): only the TimeLimit's int crosses the pipe."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
+
+    wrapped = VecNormalize(VecFrameStack(make_vec_env("MountainCarContinuous-v0", n_envs=2), 2))
+    assert episode_limit(wrapped) == 999
+    wrapped.close()
+    subprocess_env = make_vec_env(_mountain_car_with_unpicklable_spec, n_envs=1, vec_env_cls=SubprocVecEnv)
+    try:
+        assert JEPADreamer("MlpPolicy", subprocess_env, preset="tiny").gamma == 0.997
+    finally:
+        subprocess_env.close()
+
+
 def test_default_discount_without_spec_and_explicit_gamma():
     """A `TimeLimit` around an env made without gym.make counts, no limit means 0.99, and a gamma the user sets wins
     (the config object the user passed is left as it was)."""
@@ -432,8 +454,10 @@ def test_default_discount_without_spec_and_explicit_gamma():
     config = make_config("tiny")
     assert JEPADreamer("MlpPolicy", "MountainCarContinuous-v0", config=config).gamma == 0.997
     assert config.gamma is None
-    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
-        make_config("tiny", gamma=1.5)
+    assert make_config("tiny", gamma=0.0).gamma == 0.0  # a myopic agent, as SB3 allows
+    for gamma in (1.5, -0.1):
+        with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
+            make_config("tiny", gamma=gamma)
     with pytest.raises(ValueError, match="only JEPADreamer resolves"):
         JEPADreamerPolicy(OBS_SPACES["box"], ACTION_SPACES["discrete"], config)
 

@@ -40,6 +40,24 @@ def algo_class(name: str) -> type:
     return getattr(stable_baselines3, name.upper())
 
 
+def episode_limit(env: Any) -> int | None:
+    """The time limit of a VecEnv's episodes (its first env's), or None: no env, no `TimeLimit`, or a VecEnv that
+    cannot say.
+
+    Read from the `TimeLimit` wrapper (``gym.make`` adds one wherever the spec has ``max_episode_steps``, and a user's
+    own wrapping has one): a plain int, which a subprocess env sends back where the whole spec (with its kwargs) may not
+    pickle.
+    """
+    if env is None:
+        return None
+    try:
+        if env.has_attr("_max_episode_steps"):
+            return int(env.get_attr("_max_episode_steps", indices=[0])[0])
+    except (AttributeError, NotImplementedError):  # a VecEnv of another library without these calls
+        pass
+    return None
+
+
 def policy_for(observation_space: spaces.Space) -> str:
     """The SB3 policy name an observation space needs: ``MultiInputPolicy``, ``CnnPolicy`` or ``MlpPolicy``.
 

@@ -271,7 +271,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The last resort of "one default for every env": settings that an env needs and the default cannot take without
 # costing others, each entry with the measurement that put it here (benchmarks/RESULTS.md). Applied as the zoo applies
 # its tables: by `wm-agent train` and the compare harness, and by users through `env_settings`; the constructor does
-# not read it, so `JEPADreamer(policy, env)` is the same agent on every env.
+# not read it, so `JEPADreamer(policy, env)` is the same agent on every env but for the discount, which the env's time
+# limit sets (`discount_for_episode_limit`).
 ENV_SETTINGS: dict[str, dict[str, Any]] = {
     # the ensemble-disagreement bonus: -100 by 10k on 3 seeds of 3 (-82.4 / -79.4 / -88.7), where the defaults reach
     # it on 2 of 3 (-115.0 / -87.3 / -81.4); not yet measured as a default on the rest of the suite.
@@ -288,7 +289,7 @@ LONG_EPISODE_STEPS = 500
 
 
 def discount_for_episode_limit(max_episode_steps: int | None) -> float:
-    """The discount `gamma=None` stands for, from the env's time limit (`env.spec.max_episode_steps`).
+    """The discount `gamma=None` stands for, from the env's time limit (its `TimeLimit`'s, `common.episode_limit`).
 
     DreamerV3's 0.997 (a horizon of about 333 steps) where episodes may last longer than `LONG_EPISODE_STEPS`: the
     reward that matters there can be hundreds of steps away (MountainCarContinuous-v0's goal, LunarLander-v3's

@@ -42,7 +42,7 @@ from wm_agent.checkpoint import (
     space_to_json,
     unsafe_tensor_file_error,
 )
-from wm_agent.common import register_project_envs
+from wm_agent.common import episode_limit, register_project_envs
 from wm_agent.config import (
     JEPADreamerConfig,
     config_from_dict,
@@ -933,17 +933,6 @@ def make_env(env: GymEnv | str, verbose: int = 0) -> GymEnv:
 POLICY_KWARGS = ("normalize_images",)
 """The `policy_kwargs` JEPADreamerPolicy takes (normalize_images is accepted and ignored, as images are scaled by
 `ObsSpec`)."""
-
-
-def episode_limit(env: VecEnv | None) -> int | None:
-    """The time limit of ``env``'s episodes: its first env's ``spec.max_episode_steps``, else the limit of a
-    `TimeLimit` wrapped around an env made without ``gym.make`` (no spec); None when there is none or no env."""
-    if env is None:
-        return None
-    limit = getattr(env.get_attr("spec", indices=[0])[0], "max_episode_steps", None) if env.has_attr("spec") else None
-    if limit is None and env.has_attr("_max_episode_steps"):
-        limit = env.get_attr("_max_episode_steps", indices=[0])[0]
-    return limit
 
 
 def check_policy_kwargs(policy_kwargs: dict[str, Any] | None) -> None:

@@ -30,10 +30,18 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
-from wm_agent.common import EVAL_SEED_OFFSET, OUR_ALGO, SB3_ALGO_NAMES, algo_class, policy_for, register_project_envs
+from wm_agent.common import (
+    EVAL_SEED_OFFSET,
+    OUR_ALGO,
+    SB3_ALGO_NAMES,
+    algo_class,
+    episode_limit,
+    policy_for,
+    register_project_envs,
+)
 from wm_agent.compare.grid import RunSpec
 from wm_agent.compare.zoo_hyperparams import HARNESS_KEYS, has_zoo_hyperparams, zoo_hyperparams
-from wm_agent.config import env_settings
+from wm_agent.config import discount_for_episode_limit, env_settings
 
 OFF_POLICY = ("dqn", "sac", "td3")
 
@@ -62,9 +70,15 @@ def _schedule(value: Any) -> Any:
     return value
 
 
+# Settings the harness records for every run of an algorithm but once did not, with the value such older records
+# trained with: JEPADreamer's discount was 0.99 wherever it was not set, before it followed the episode limit.
+UNRECORDED_SETTINGS: dict[str, dict[str, Any]] = {OUR_ALGO: {"gamma": 0.99}}
+
+
 def hyperparams_for(spec: RunSpec) -> tuple[dict[str, Any], str]:
     """The settings of a run and where they come from: the env's table (the zoo's for SB3, `ENV_SETTINGS` for ours)
-    where it has an entry, then --algo-kwargs."""
+    where it has an entry, then --algo-kwargs. Ours always include the discount, as the preset resolves it for the
+    run's env where nothing sets it, so that the run's record says what it trained with."""
     if spec.algo in SB3_ALGO_NAMES:
         tuned = has_zoo_hyperparams(spec.algo, spec.env_id)
         hyperparams = zoo_hyperparams(spec.algo, spec.env_id) if tuned else {}
@@ -73,7 +87,27 @@ def hyperparams_for(spec: RunSpec) -> tuple[dict[str, Any], str]:
         hyperparams = env_settings(spec.env_id)
         source = "preset+table" if hyperparams else "preset"
     hyperparams.update(copy.deepcopy(spec.algo_kwargs))
+    if spec.algo == OUR_ALGO and hyperparams.get("gamma") is None:
+        hyperparams["gamma"] = discount_for_episode_limit(_episode_limit_of(spec))
     return hyperparams, source + ("+overrides" if spec.algo_kwargs else "")
+
+
+def _episode_limit_of(spec: RunSpec) -> int | None:
+    """The time limit of the run's env, read from an env made as the run makes its own."""
+    register_project_envs(spec.env_id)
+    env = make_vec_env(spec.env_id, n_envs=1, env_kwargs=spec.env_kwargs)
+    try:
+        return episode_limit(env)
+    finally:
+        env.close()
+
+
+def same_settings(algo: str, stored: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """Whether a stored run's settings (JSON) include every setting of ``expected``, a setting older records lack
+    counting as its `UNRECORDED_SETTINGS` value."""
+    unrecorded = UNRECORDED_SETTINGS.get(algo, {})
+    expected = json.loads(json.dumps(expected, default=str))
+    return all(stored.get(key, unrecorded.get(key)) == value for key, value in expected.items())
 
 
 def make_envs(spec: RunSpec, hyperparams: dict[str, Any]) -> tuple[VecEnv, VecEnv]:
@@ -343,7 +377,9 @@ def resume_from(
     if latest is None:
         return None
     slot, state = latest
-    if any(state.get(key) != value for key, value in run.items()):
+    stored, expected = state.get("hyperparams", {}), run["hyperparams"]
+    same = same_settings(spec.algo, stored, expected) and same_settings(spec.algo, expected, stored)
+    if state.get("spec") != run["spec"] or not same:
         checkpoint.remove()
         return None
     if isinstance(train_env, VecNormalize):
@@ -452,7 +488,6 @@ def load_finished(spec: RunSpec, out_dir: str | Path) -> dict[str, Any] | None:
         return None  # asked for the model, which this run did not keep: run it again
     if record.get("spec") != spec.identity():
         return None
-    # the tables (the zoo's, ours) can change under a stored run: it stays finished only if it used their settings
-    expected = json.loads(json.dumps(hyperparams_for(spec)[0], default=str))
-    stored = record.get("hyperparams", {})
-    return record if all(stored.get(key) == value for key, value in expected.items()) else None
+    # the tables (the zoo's, ours) and the defaults can change under a stored run: it stays finished only if it used
+    # their settings
+    return record if same_settings(spec.algo, record.get("hyperparams", {}), hyperparams_for(spec)[0]) else None
