@@ -36,6 +36,19 @@ def test_train_applies_the_env_table_and_hyperparams_win(tmp_path, capsys):
     assert JEPADreamer.load(saved).config.intrinsic_scale == 0.5
 
 
+def test_train_announces_the_long_episode_discount(tmp_path, capsys):
+    """MountainCar's 999-step limit gives gamma 0.997, and `wm-agent train` says so; CartPole's 500 says nothing."""
+    from wm_agent import JEPADreamer
+
+    args = ["train", "-n", "40", "--preset", "tiny", "--no-progress", "--eval-episodes", "1", "-f", str(tmp_path)]
+    args += ["--hyperparams", "learning_starts=24", "train_ratio=8"]
+    assert main([*args, "--env", "MountainCarContinuous-v0"]) == 0
+    assert "trains with gamma=0.997, the discount for episodes of up to 999 steps" in capsys.readouterr().out
+    assert JEPADreamer.load(tmp_path / "jepa_dreamer" / "MountainCarContinuous-v0_seed0.zip").gamma == 0.997
+    assert main([*args, "--env", "CartPole-v1"]) == 0
+    assert "gamma" not in capsys.readouterr().out
+
+
 def test_train_sb3_algo(tmp_path):
     args = ["train", "--env", "CartPole-v1", "--algo", "ppo", "-n", "64", "--no-progress", "-f", str(tmp_path)]
     assert main([*args, "--hyperparams", "n_steps=32", "batch_size=32", "--eval-episodes", "1"]) == 0

@@ -13,6 +13,7 @@ from wm_agent.common import (
     EVAL_SEED_OFFSET,
     OUR_ALGO,
     algo_class,
+    episode_limit,
     parse_kwargs,
     policy_for,
     register_project_envs,
@@ -92,6 +93,15 @@ def tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_long_episode_discount(env_id: str, limit: int | None, gamma: float) -> None:
+    """Say so where the env's time limit gave the agent the long-episode discount (`discount_for_episode_limit`)."""
+    from wm_agent.config import LONG_EPISODE_STEPS
+
+    if limit is not None and limit > LONG_EPISODE_STEPS:
+        print(f"note: {env_id} trains with gamma={gamma}, the discount for episodes of up to {limit:,} steps "
+              "(--hyperparams gamma=... wins)")  # fmt: skip
+
+
 def train(args: argparse.Namespace) -> int:
     """Train an agent, evaluate it on a separate env, save it, and print where it went."""
     import torch
@@ -114,6 +124,8 @@ def train(args: argparse.Namespace) -> int:
         tensorboard_log=args.tensorboard_log,
         **algo_kwargs,
     )
+    if args.algo == OUR_ALGO and "gamma" not in algo_kwargs:
+        _announce_long_episode_discount(args.env, episode_limit(env), model.gamma)
     start = time.perf_counter()
     model.learn(args.n_timesteps, progress_bar=not args.no_progress)
     train_seconds = time.perf_counter() - start
