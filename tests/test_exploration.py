@@ -127,6 +127,22 @@ def test_an_ensemble_disagrees_where_it_was_not_trained():
         assert ensemble.disagreement(unseen).mean() > 10 * ensemble.disagreement(seen).mean()
 
 
+def test_the_disagreement_is_the_members_standard_deviation():
+    """The two-pass spread equals torch's std over the members, values and gradients, to float32 rounding."""
+    from wm_agent.world_model.heads import EnsembleHead
+
+    torch.manual_seed(0)
+    ensemble = EnsembleHead(members=5, in_size=8, hidden=16, layers=2, out_size=4)
+    x = torch.randn(3, 7, 8, requires_grad=True)
+    ours = ensemble.disagreement(x)
+    reference = ensemble(x).std(0).mean(-1)
+    assert ours.shape == (3, 7)
+    torch.testing.assert_close(ours, reference)
+    (grad,) = torch.autograd.grad(ours.sum(), x)
+    (reference_grad,) = torch.autograd.grad(reference.sum(), x)
+    torch.testing.assert_close(grad, reference_grad)
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_the_disagreement_bonus_trains_and_is_saved(env_id, tmp_path, tiny_kwargs):
     from stable_baselines3.common.logger import configure
