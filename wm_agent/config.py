@@ -70,9 +70,9 @@ class JEPADreamerConfig:
     """Weight of an exploration bonus added to every imagined reward: the disagreement (standard deviation over the
     members) of `ensemble_size` heads that each predict the next step's layer-normalised embedding from a state and
     action (Plan2Explore's signal), trained on replay. It is high where the replay holds little like the imagined
-    transition, so the actor seeks such states; it fades as they are learned. 0 builds no ensemble. Costs about a
-    third of the training speed of the small preset (0.63x env steps/s, benchmarks/RESULTS.md): the members read
-    every imagined state."""
+    transition, so the actor seeks such states; it fades as they are learned. 0 builds no ensemble. Costs a fifth to
+    a quarter of the training speed of the small preset (0.83x env steps/s on vectors, 0.76x on continuous actions,
+    benchmarks/RESULTS.md): the members read every imagined state."""
     ensemble_size: int = 5
     """Members of the disagreement ensemble (used when `intrinsic_scale` > 0)."""
     exploration_noise_length: int = 1000
