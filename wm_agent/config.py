@@ -274,8 +274,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # not read it, so `JEPADreamer(policy, env)` is the same agent on every env but for the discount, which the env's time
 # limit sets (`discount_for_episode_limit`).
 ENV_SETTINGS: dict[str, dict[str, Any]] = {
-    # the ensemble-disagreement bonus: -100 by 10k on 3 seeds of 3 (-82.4 / -79.4 / -88.7), where the defaults reach
-    # it on 2 of 3 (-115.0 / -87.3 / -81.4); not yet measured as a default on the rest of the suite.
+    # the ensemble-disagreement bonus: -100 by 10k on 3 seeds of 3 (-77.7 / -95.3 / -80.4 with its two-pass std;
+    # -82.4 / -79.4 / -88.7 before), where the defaults reach it on 2 of 3 (-115.0 / -87.3 / -81.4); not yet measured
+    # as a default on the rest of the suite.
     "Acrobot-v1": {"intrinsic_scale": 1.0},
     # velocity from positions wants twice the model training per env step: 500.0 / 500.0 / 500.0 at 10k on seeds 0-2,
     # where the defaults end at 348.0 / 236.5 / 449.3 (`wm-agent tune`'s best trial, which also changed 6 other
