@@ -94,10 +94,11 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def _announce_long_episode_discount(env_id: str, limit: int | None, gamma: float) -> None:
-    """Say so where the env's time limit gave the agent the long-episode discount (`discount_for_episode_limit`)."""
-    from wm_agent.config import LONG_EPISODE_STEPS
+    """Say so where the env's time limit gave the agent another discount than an env without one gets
+    (`discount_for_episode_limit`)."""
+    from wm_agent.config import discount_for_episode_limit
 
-    if limit is not None and limit > LONG_EPISODE_STEPS:
+    if gamma != discount_for_episode_limit(None):
         print(f"note: {env_id} trains with gamma={gamma}, the discount for episodes of up to {limit:,} steps "
               "(--hyperparams gamma=... wins)")  # fmt: skip
 

@@ -173,7 +173,7 @@ class JEPADreamer(BaseAlgorithm):
             limit = episode_limit(self.env)
             self.config = dataclasses.replace(self.config, gamma=discount_for_episode_limit(limit))
             if self.verbose >= 1:
-                print(f"gamma={self.config.gamma} for episodes of up to {limit or 'unlimited'} steps")
+                print(f"gamma={self.config.gamma} from the env's episode limit ({limit or 'none'})")
         if self.device.type == "cpu":
             reuse_freed_memory()
         self._setup_lr_schedule()

@@ -56,7 +56,7 @@ class EnsembleHead(nn.Module):
 
         Two passes (mean, then squared deviations) instead of `Tensor.std(0)`: torch's CPU kernel for a reduction
         over a few members into many outputs took about 100 ms for the 5 x 3,840 x 128 predictions of an update,
-        the two passes about 3 ms (benchmarks/RESULTS.md, levers); they agree to float32 rounding.
+        the two passes about 13 ms (benchmarks/RESULTS.md, levers); they agree to float32 rounding.
         """
         predictions = self(x).float()  # (K, ..., out_size)
         spread = (predictions - predictions.mean(0)).square().sum(0) / (len(self.members) - 1)
