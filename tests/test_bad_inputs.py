@@ -18,7 +18,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import wm_agent.jepa_dreamer as jepa_dreamer
 from tests.conftest import SpaceEnv
-from wm_agent import JEPADreamer, load_pretrained, make_config
+from wm_agent import JEPADreamer, JEPADreamerPolicy, load_pretrained, make_config
 
 TINY = dict(preset="tiny", seed=0, learning_starts=24, train_ratio=16)
 BOX = spaces.Box(-1, 1, (3,), np.float32)
@@ -112,6 +112,11 @@ def _(tmp):
     make_config(precision="fp8")
 
 
+@case("config value of the wrong type", TypeError, r"hidden must be int, got 128.5 \(float\)")
+def _(tmp):
+    make_config(hidden=128.5)
+
+
 @case("both a config and overrides", TypeError, r"either `config` or keyword overrides")
 def _(tmp):
     JEPADreamer("MlpPolicy", "CartPole-v1", config=make_config(), train_ratio=3)
@@ -153,6 +158,16 @@ def float_frames(self, action):
 def wrong_shape(self, action):
     _, *rest = SpaceEnv.step(self, action)
     return np.zeros(5, np.float32), *rest
+
+
+def out_of_range(self, action):
+    _, *rest = SpaceEnv.step(self, action)
+    return 7, *rest
+
+
+@case("env returning a Discrete observation outside its space", ValueError, r"holds \[7\], outside its space Discrete")
+def _(tmp):
+    JEPADreamer("MlpPolicy", env_of(spaces.Discrete(3), step=out_of_range), **TINY).learn(5)
 
 
 @case("NaN or inf observation from the env", ValueError, r"contains NaN or inf.*TransformObservation")
@@ -306,6 +321,61 @@ def _(tmp):
 def _(tmp):
     saved_agent(tmp)
     JEPADreamer.load(tmp / "agent", jepa_horizon=-1)
+
+
+@case("unknown setting on load", TypeError, r"\['trian_ratio'\] \(trian_ratio: did you mean 'train_ratio'\?\)")
+def _(tmp):
+    saved_agent(tmp)
+    JEPADreamer.load(tmp / "agent", trian_ratio=64)
+
+
+@case("network size changed on load", ValueError, r"settings \['hidden'\] build.*train a new agent with them")
+def _(tmp):
+    saved_agent(tmp)
+    JEPADreamer.load(tmp / "agent", hidden=16)
+
+
+def rewritten_agent(folder: pathlib.Path, change: Callable[[str, bytes], bytes | None]) -> pathlib.Path:
+    """The saved CartPole agent with each zip entry replaced by `change(name, data)` (None drops it)."""
+    saved_agent(folder)
+    with zipfile.ZipFile(folder / "agent.zip") as source, zipfile.ZipFile(folder / "changed.zip", "w") as target:
+        for item in source.infolist():
+            data = change(item.filename, source.read(item.filename))
+            if data is not None:
+                target.writestr(item, data)
+    return folder / "changed.zip"
+
+
+@case("checkpoint with damaged bytes", ValueError, r"entry 'policy.pth' fails its checksum.*save it again")
+def _(tmp):
+    saved_agent(tmp)
+    payload = bytearray((tmp / "agent.zip").read_bytes())
+    start = payload.find(b"policy.pth") + 2000  # inside the entry's compressed bytes
+    payload[start : start + 64] = bytes(b ^ 0xFF for b in payload[start : start + 64])
+    (tmp / "flipped.zip").write_bytes(payload)
+    JEPADreamer.load(tmp / "flipped.zip")
+
+
+@case("checkpoint with an unreadable tensor file", ValueError, r"tensor file that cannot be read.*save it again")
+def _(tmp):
+    JEPADreamer.load(rewritten_agent(tmp, lambda name, data: b"garbage" * 10 if name == "policy.pth" else data))
+
+
+@case("checkpoint without its weights", ValueError, r"lacks the weights \['policy'\].*save it again")
+def _(tmp):
+    JEPADreamer.load(rewritten_agent(tmp, lambda name, data: None if name == "policy.pth" else data))
+
+
+@case("checkpoint whose config does not fit its weights", ValueError, r"do not fit the network its saved config")
+def _(tmp):
+    edit = lambda name, data: data.replace(b'"deter": 32', b'"deter": 16') if name == "data" else data  # noqa: E731
+    JEPADreamer.load(rewritten_agent(tmp, edit))
+
+
+@case("agent file given to JEPADreamerPolicy.load", ValueError, r"not a policy file: load it with JEPADreamer.load")
+def _(tmp):
+    saved_agent(tmp)
+    JEPADreamerPolicy.load(tmp / "agent.zip")
 
 
 @case("unknown pretrained agent", ValueError, r"No pretrained agent 'NoSuchEnv-v0'.*give a shipped env id")

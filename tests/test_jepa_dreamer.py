@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import zipfile
 
 import gymnasium as gym
@@ -523,6 +524,23 @@ def test_no_multistep_prediction_and_config_checks(tiny_kwargs):
         make_config(image_size=40)
     with pytest.raises(ValueError, match="training could never start"):
         JEPADreamer("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4), **{**tiny_kwargs, "buffer_size": 20}).learn(10)
+
+
+def test_config_fields_take_numpy_scalars_as_python_values_and_refuse_other_types():
+    """An optuna or numpy value (np.int64, np.float32) or a whole float (1e6) is a number: the config keeps it as a
+    Python int or float, so it saves as JSON; a fraction where an int is meant, a bool for a number and a string for a
+    number are refused by name."""
+    config = make_config(
+        train_ratio=np.int64(64), model_lr=np.float32(1e-4), return_norm_percentiles=[5, 95], buffer_size=1e6
+    )
+    assert type(config.train_ratio) is int and type(config.model_lr) is float
+    assert type(config.buffer_size) is int and config.buffer_size == 1_000_000
+    assert config.return_norm_percentiles == (5, 95)
+    json.dumps(config.to_dict())
+    for bad in (dict(hidden=128.5), dict(hidden=True), dict(model_lr="fast"), dict(planner=None)):
+        with pytest.raises(TypeError, match=f"{next(iter(bad))} must be"):
+            make_config(**bad)
+    assert make_config(gamma=None).gamma is None and make_config(replay_dir=None).replay_dir is None
 
 
 def test_vecnormalize_warns(tiny_kwargs):

@@ -100,3 +100,14 @@ def test_policy_names_that_do_not_match_the_space_warn_and_matching_ones_do_not(
 def test_non_square_frames_warn_that_their_aspect_ratio_is_not_kept():
     with pytest.warns(UserWarning, match="Frames of 48x80 are resized to 64x64: their aspect ratio is not kept"):
         JEPADreamer("CnnPolicy", SpaceEnv(spaces.Box(0, 255, (48, 80, 3), np.uint8), spaces.Discrete(2)), **TINY)
+
+
+def test_a_stack_of_frames_warns_that_it_is_read_as_one_vector():
+    """(k, H, W, C) uint8 stacks (e.g. FrameStackObservation) are vectors to the model: the warning says so and why
+    the stack is not needed; a 4-D float Box does not warn."""
+    stack = spaces.Box(0, 255, (4, 32, 32, 3), np.uint8)
+    with pytest.warns(UserWarning, match=r"shape \(4, 32, 32, 3\) looks like a stack of 4 frames.*12,288 values"):
+        JEPADreamer("MlpPolicy", SpaceEnv(stack, spaces.Discrete(2)), **TINY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        JEPADreamer("MlpPolicy", SpaceEnv(spaces.Box(-1, 1, (4, 2, 2, 3), np.float32), spaces.Discrete(2)), **TINY)

@@ -28,6 +28,7 @@ from wm_agent.version import __version__
 
 FORMAT_VERSION = 1  # raise it when a saved file could not be read by the previous loader
 PICKLED_KEY = ":serialized:"  # how SB3's data_to_json marks a cloudpickled entry
+REQUIRED_ENTRIES = ("policy_class", "observation_space", "action_space")  # besides the version and the config
 
 
 # ------------------------------------------------------------------ spaces as JSON
@@ -107,6 +108,9 @@ def read_data(path: pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
     or comes from an incompatible version. Unpickles nothing."""
     try:
         with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # the first entry whose bytes fail their checksum, if any
+            if damaged is not None:
+                raise zipfile.BadZipFile(f"its entry {damaged!r} fails its checksum")
             data = json.loads(archive.read("data"))
     except zipfile.BadZipFile as error:
         raise ValueError(
@@ -124,6 +128,12 @@ def read_data(path: pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
         raise ValueError(
             f"{path} was not saved by JEPADreamer (no wm_agent version or config in it): load it with the class "
             "that saved it, e.g. stable_baselines3.PPO.load"
+        )
+    missing = [key for key in REQUIRED_ENTRIES if key not in data]
+    if missing:
+        raise ValueError(
+            f"{path} is not a valid checkpoint: its 'data' entry lacks {missing}; it was edited or damaged: save it "
+            "again, or download it again"
         )
     saved, ours = _version(data["wm_agent_version"]), _version(__version__)
     if saved[0] != ours[0] or saved > ours or data.get("format_version", 0) > FORMAT_VERSION:
@@ -149,16 +159,38 @@ def refuse_pickled(path: Any, data: Mapping[str, Any], provided: Mapping[str, An
     if pickled:
         raise ValueError(
             f"{path} holds pickled Python objects ({', '.join(pickled)}): unpickling them can run any code. It was "
-            "saved by wm-agent 0.1 or another SB3 library. If you trust where it comes from, load it with "
+            "saved by wm-agent 0.1. If you trust where it comes from, load it with "
             "allow_pickle=True, then save it again: the new file is in the safe format"
         )
 
 
-def unsafe_tensor_file_error(path: Any, error: pickle.UnpicklingError) -> ValueError:
-    """The error for a tensor entry that `torch.load(weights_only=True)` refused (it holds more than tensors)."""
+def tensor_file_error(path: Any, error: pickle.UnpicklingError) -> ValueError:
+    """The error for a tensor entry that `torch.load(weights_only=True)` refused: one that holds Python objects
+    other than tensors (which would run code when loaded), or bytes that are not a tensor file at all."""
+    if "allowed global" in str(error) or "Unsupported global" in str(error):
+        return ValueError(
+            f"{path} holds a tensor file with Python objects other than tensors, which would run code when loaded; "
+            f"it was not loaded ({str(error).splitlines()[0]}). Load only files from sources you trust"
+        )
     return ValueError(
-        f"{path} holds a tensor file with Python objects other than tensors, which would run code when loaded; "
-        f"it was not loaded ({str(error).splitlines()[0]}). Load only files from sources you trust"
+        f"{path} holds a tensor file that cannot be read: the file is damaged or was edited; save it again, or "
+        "download it again"
+    )
+
+
+def weights_mismatch_error(path: Any, overrides: Mapping[str, Any], error: RuntimeError) -> ValueError:
+    """The error for saved weights that do not fit the network the config builds (torch's `load_state_dict`)."""
+    detail = " ".join(line.strip() for line in str(error).splitlines()[1:3])[:300]
+    if overrides:
+        return ValueError(
+            f"The weights in {path} do not fit the network that the settings {sorted(overrides)} build: settings "
+            "that size the network (hidden, deter, stoch, classes, embed, mlp_layers, cnn_depth, representation, "
+            "intrinsic_scale on or off, ...) cannot change on load; train a new agent with them, or load without "
+            f"them ({detail})"
+        )
+    return ValueError(
+        f"The weights in {path} do not fit the network its saved config builds: the file was edited or damaged; "
+        f"save it again, or download it again ({detail})"
     )
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from wm_agent.precision import PRECISIONS
 
@@ -190,6 +194,7 @@ class JEPADreamerConfig:
     plans (within noise), the actor's choice wins; 0 scores by the imagined return alone."""
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.max_skipped_updates < 1:
             raise ValueError(f"max_skipped_updates must be at least 1, got {self.max_skipped_updates}")
         if self.precision not in PRECISIONS:
@@ -240,6 +245,31 @@ class JEPADreamerConfig:
         if self.plan_temperature <= 0:
             raise ValueError(f"plan_temperature must be positive, got {self.plan_temperature}")
 
+    def _check_types(self) -> None:
+        """Raise a TypeError naming the field that holds a value of the wrong type (``hidden=128.5``,
+        ``model_lr="fast"``), which would otherwise fail deep inside torch or numpy. Whole floats in int fields
+        (``buffer_size=1e6``) and numpy scalars become Python ints and floats, so the config stays plain JSON."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            kind, _, optional = field.type.partition(" | ")  # "float | None" -> "float", "None"
+            if value is None and optional == "None":
+                continue
+            if kind.startswith("tuple"):
+                fits = isinstance(value, (tuple, list)) and all(_is_number(v, "float") for v in value)
+            else:
+                fits = _is_number(value, kind) if kind in ("int", "float") else isinstance(value, _PLAIN_TYPES[kind])
+            if not fits:
+                raise TypeError(
+                    f"{field.name} must be {kind}{' or None' if optional else ''}, got {value!r} "
+                    f"({type(value).__name__})"
+                )
+            if isinstance(value, list):
+                setattr(self, field.name, tuple(value))
+            elif kind == "int" and not isinstance(value, int):
+                setattr(self, field.name, int(value))
+            elif isinstance(value, np.generic):
+                setattr(self, field.name, value.item())
+
     @property
     def feat_size(self) -> int:
         """Size of the model state fed to the heads, actor and critic: deterministic + flattened stochastic."""
@@ -247,6 +277,17 @@ class JEPADreamerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+_PLAIN_TYPES = {"bool": (bool, np.bool_), "str": str}  # annotation -> accepted types (numbers: `_is_number`)
+
+
+def _is_number(value: Any, kind: str) -> bool:
+    """Whether `value` is an int (``kind="int"``: whole floats such as ``1e6`` count) or a real number (``"float"``);
+    booleans are neither."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return False
+    return kind == "float" or isinstance(value, numbers.Integral) or float(value).is_integer()
 
 
 # Each preset's changes to the defaults: mostly sizes and the compute budget; "large" also lowers the learning rates,
@@ -342,6 +383,14 @@ def config_from_dict(values: dict[str, Any]) -> JEPADreamerConfig:
     return JEPADreamerConfig(**values)
 
 
+def unknown_settings_error(unknown: Iterable[str], known: Iterable[str], where_to_look: str) -> TypeError:
+    """The TypeError for keyword names that are not settings, each with the closest known name (a typo's fix)."""
+    known = list(known)
+    close = {name: difflib.get_close_matches(name, known, n=1) for name in sorted(unknown)}
+    hints = "".join(f" ({name}: did you mean {match[0]!r}?)" for name, match in close.items() if match)
+    return TypeError(f"Unknown JEPADreamer setting(s) {sorted(unknown)}{hints}; {where_to_look}")
+
+
 def make_config(preset: str = "small", **overrides: Any) -> JEPADreamerConfig:
     """Build a config from a size preset, then apply keyword overrides (unknown names raise)."""
     if preset not in PRESETS:
@@ -349,7 +398,5 @@ def make_config(preset: str = "small", **overrides: Any) -> JEPADreamerConfig:
     fields = {f.name for f in dataclasses.fields(JEPADreamerConfig)}
     unknown = set(overrides) - fields
     if unknown:
-        close = {name: difflib.get_close_matches(name, fields, n=1) for name in sorted(unknown)}
-        hints = "".join(f" ({name}: did you mean {match[0]!r}?)" for name, match in close.items() if match)
-        raise TypeError(f"Unknown JEPADreamer setting(s) {sorted(unknown)}{hints}; see wm_agent.JEPADreamerConfig")
+        raise unknown_settings_error(unknown, fields, "see wm_agent.JEPADreamerConfig")
     return JEPADreamerConfig(**{**PRESETS[preset], **overrides})

@@ -40,7 +40,8 @@ from wm_agent.checkpoint import (
     resolve_path,
     space_from_json,
     space_to_json,
-    unsafe_tensor_file_error,
+    tensor_file_error,
+    weights_mismatch_error,
 )
 from wm_agent.common import episode_limit, register_project_envs
 from wm_agent.config import (
@@ -48,6 +49,7 @@ from wm_agent.config import (
     config_from_dict,
     discount_for_episode_limit,
     make_config,
+    unknown_settings_error,
     upgrade_config,
 )
 from wm_agent.exploration import ColoredNoise
@@ -321,7 +323,8 @@ class JEPADreamer(BaseAlgorithm):
     ) -> SelfJEPADreamer:
         """Collect with the current policy and train the world model and behavior every `train_ratio`-th replayed step.
 
-        :param total_timesteps: env steps to collect (counting earlier calls' steps unless `reset_num_timesteps`)
+        :param total_timesteps: env steps to collect in this call (SB3's rule: with ``reset_num_timesteps=False``
+            they add to the steps already taken)
         :param callback: SB3 callback(s), called at every env step
         :param log_interval: episodes between log dumps, as in SB3's off-policy algorithms
         :param tb_log_name: the TensorBoard run name
@@ -834,7 +837,7 @@ class JEPADreamer(BaseAlgorithm):
         :param force_reset: reset the envs at the next learn() (SB3's default); False keeps the saved last
             observations, so that ``learn(reset_num_timesteps=False)`` continues the envs' episodes (pass the env the
             agent was saved with, in its current state); the latent state starts afresh either way
-        :param allow_pickle: also load files with pickled entries (saved by wm-agent 0.1, or converted from SB3);
+        :param allow_pickle: also load files with pickled entries (saved by wm-agent 0.1);
             unpickling can run any code: use it only for files you trust, then save them again
         :param kwargs: config fields overriding the saved ones (e.g. ``learning_starts=0``, ``train_ratio=64``),
             or other attributes of the model
@@ -842,18 +845,28 @@ class JEPADreamer(BaseAlgorithm):
         path = resolve_path(path)
         data = read_data(path)
         config_fields = {f.name for f in dataclasses.fields(JEPADreamerConfig)}
-        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
-        if pickled_entries(data):
-            if not allow_pickle:
-                refuse_pickled(path, data, custom_objects)
-            if overrides:  # the config is pickled in these files: the caller allowed unpickling it
-                saved = upgrade_config(json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"])
-                kwargs["config"] = dataclasses.replace(saved, **overrides)  # validated again, sizes checked on load
-            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        else:
-            model = cls._load_json(
-                path, data, env, device, custom_objects, print_system_info, overrides, kwargs, force_reset
+        unknown = set(kwargs) - config_fields - set(data)
+        if unknown:
+            raise unknown_settings_error(
+                unknown, config_fields | set(data), "load takes config fields and the saved agent's attributes"
             )
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
+        try:
+            if pickled_entries(data):
+                if not allow_pickle:
+                    refuse_pickled(path, data, custom_objects)
+                if overrides:  # the config is pickled in these files: the caller allowed unpickling it
+                    saved = json_to_data(json.dumps({"config": data["config"]}), custom_objects)["config"]
+                    kwargs["config"] = dataclasses.replace(upgrade_config(saved), **overrides)  # validated again
+                model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+            else:
+                model = cls._load_json(
+                    path, data, env, device, custom_objects, print_system_info, overrides, kwargs, force_reset
+                )
+        except RuntimeError as error:  # torch's load_state_dict: the weights do not fit the network built
+            if "state_dict" not in str(error):
+                raise
+            raise weights_mismatch_error(path, overrides, error) from error
         if overrides:  # the optimizers' saved state carries the old learning rates
             for name, optimizer in model.policy.optimizers.items():
                 for group in optimizer.param_groups:
@@ -879,7 +892,7 @@ class JEPADreamer(BaseAlgorithm):
                 path, load_data=False, device=device, print_system_info=print_system_info
             )
         except pickle.UnpicklingError as error:
-            raise unsafe_tensor_file_error(path, error) from error
+            raise tensor_file_error(path, error) from error
         provided = custom_objects or {}
         data = {
             name: provided[name] if name in provided else cls._from_json(name, value, data)
@@ -896,6 +909,12 @@ class JEPADreamer(BaseAlgorithm):
         model.__dict__.update(data)
         model.__dict__.update(kwargs)
         model._setup_model()
+        missing = sorted(set(model._get_torch_save_params()[0]) - set(params))
+        if missing:
+            raise ValueError(
+                f"{path} is not a valid checkpoint: it lacks the weights {missing}; it was edited or damaged: save "
+                "it again, or download it again"
+            )
         model.set_parameters(params, exact_match=True, device=device)
         if not force_reset:
             model._restore_episodes(variables)

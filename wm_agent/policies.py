@@ -6,6 +6,7 @@ import functools
 import json
 import pathlib
 import pickle
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from stable_baselines3.common.utils import get_device
 
 from wm_agent import planning
 from wm_agent.behavior import Behavior
-from wm_agent.checkpoint import FORMAT_VERSION, space_from_json, space_to_json, unsafe_tensor_file_error
+from wm_agent.checkpoint import FORMAT_VERSION, space_from_json, space_to_json, tensor_file_error
 from wm_agent.config import JEPADreamerConfig, config_from_dict
 from wm_agent.files import atomic_path
 from wm_agent.spaces import ActionSpec, ObsSpec, flatten_obs
@@ -90,10 +91,15 @@ class JEPADreamerPolicy(BasePolicy):
     def load(cls, path: str | pathlib.Path, device: torch.device | str = "auto") -> JEPADreamerPolicy:
         """Load a policy saved by `save`; tensors are read ``weights_only``, so the file cannot run code."""
         device = get_device(device)
+        if _is_agent_zip(path):
+            raise ValueError(
+                f"{path} is an agent saved by JEPADreamer.save, not a policy file: load it with "
+                "JEPADreamer.load(path), whose .policy is the JEPADreamerPolicy"
+            )
         try:
             saved = torch.load(path, map_location=device, weights_only=True)
         except pickle.UnpicklingError as error:
-            raise unsafe_tensor_file_error(path, error) from error
+            raise tensor_file_error(path, error) from error
         if not isinstance(saved, dict) or not isinstance(saved.get("data"), str) or "state_dict" not in saved:
             raise ValueError(f"{path} is not a JEPADreamerPolicy file saved by JEPADreamerPolicy.save")
         data = json.loads(saved["data"])
@@ -283,3 +289,12 @@ class JEPADreamerPolicy(BasePolicy):
             decoded = {k: per_plan(v) for k, v in outcome["obs"].items()}
             result["obs"] = decoded if self.obs_spec.is_dict else next(iter(decoded.values()))
         return result
+
+
+def _is_agent_zip(path: str | pathlib.Path) -> bool:
+    """Whether `path` is an agent's zip (`JEPADreamer.save`: SB3's layout, with a ``data`` entry), not a policy file
+    (torch's own zip, whose entries sit in a folder)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "data" in archive.namelist()

@@ -217,6 +217,15 @@ class ObsSpec:
                     f"Observation{where} has shape {value.shape[1:]}, but its space has shape {key.space.shape}: the "
                     "env returns observations outside its observation_space; fix one or the other"
                 )
+            if isinstance(key.space, (spaces.Discrete, spaces.MultiDiscrete)):
+                counts = key.space.n if isinstance(key.space, spaces.Discrete) else key.space.nvec
+                outside = (value < key.space.start) | (value >= key.space.start + counts)
+                if np.any(outside):
+                    raise ValueError(
+                        f"Observation{where} holds {np.asarray(value)[outside].reshape(-1)[:5].tolist()}, outside its "
+                        f"space {key.space}: the env returns observations outside its observation_space; fix one or "
+                        "the other"
+                    )
             if key.kind == "vector" and value.dtype.kind == "f" and not np.isfinite(value).all():
                 raise ValueError(
                     f"Observation{where} contains NaN or inf: {value}. Fix the env, or clean its observations with "
@@ -389,7 +398,8 @@ class CheckedObservations(gym.Wrapper):
 
 def warn_about_reading(obs_spec: ObsSpec, policy: Any, image_size: int) -> None:
     """Warn where the model reads observations otherwise than the user may expect: a policy name that does not
-    match the encoder the space gets, and frames whose aspect ratio the square resize does not keep."""
+    match the encoder the space gets, frames whose aspect ratio the square resize does not keep, and stacks of
+    frames, which are read as one vector."""
     if obs_spec.is_dict:
         chosen, how = "MultiInputPolicy", "each key by its own kind"
     elif obs_spec.image_keys:
@@ -409,5 +419,16 @@ def warn_about_reading(obs_spec: ObsSpec, policy: Any, image_size: int) -> None:
                 f"Frames{f' of key {key.name!r}' if obs_spec.is_dict else ''} of {height}x{width} are resized to "
                 f"{image_size}x{image_size}: their aspect ratio is not kept (crop or pad them to a square with an "
                 "ObservationWrapper if it matters)",
+                stacklevel=3,
+            )
+    for key in obs_spec.vector_keys:
+        shape = key.space.shape
+        frame = spaces.Box(0, 255, shape[1:], np.uint8) if len(shape) == 4 else None
+        if key.space.dtype == np.uint8 and frame is not None and is_image_space(frame, check_channels=False):
+            warnings.warn(
+                f"Observation{f' key {key.name!r}' if obs_spec.is_dict else ''} of shape {shape} looks like a stack "
+                f"of {shape[0]} frames: it is read as one vector of {int(np.prod(shape)):,} values, not as images. "
+                "The model's recurrent state carries the past, so drop the frame stack (e.g. wm/Atari-v0's "
+                "frame_stack=1)",
                 stacklevel=3,
             )
