@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 import torch
 
@@ -18,7 +19,7 @@ from wm_agent import compare
 from wm_agent.common import parse_kwargs, register_project_envs
 from wm_agent.compare import grid, results, run
 from wm_agent.compare.zoo_hyperparams import ZOO_HYPERPARAMS
-from wm_agent.config import ENV_SETTINGS
+from wm_agent.config import ENV_SETTINGS, discount_for_episode_limit
 
 torch.set_num_threads(1)
 
@@ -460,7 +461,8 @@ def test_env_table_builds_our_model(env_id):
     register_project_envs(env_id)  # wm/ ids, as the harness's grid registers them
     spec = compare.RunSpec(env_id=env_id, label="jepa_dreamer", seed=0, steps=1000, eval_every=500)
     hp, source = run.hyperparams_for(spec)
-    assert (hp, source) == ({**entry, "gamma": 0.99}, "preset+table")  # the discount of their 500-step limits
+    gamma = discount_for_episode_limit(gym.spec(env_id).max_episode_steps)  # LunarLander-v3's 1,000 steps: 0.997
+    assert (hp, source) == ({**entry, "gamma": gamma}, "preset+table")
     train_env, eval_env = run.make_envs(spec, {**hp, "preset": "tiny"})
     model = run.build_model(spec, train_env, {**hp, "preset": "tiny"})
     assert {k: getattr(model.config, k) for k in entry} == entry
