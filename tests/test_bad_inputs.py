@@ -329,7 +329,7 @@ def _(tmp):
     JEPADreamer.load(tmp / "agent", trian_ratio=64)
 
 
-@case("network size changed on load", ValueError, r"settings \['hidden'\] build.*train a new agent with them")
+@case("network size changed on load", ValueError, r"with your settings \['hidden'\].*train a new agent with it")
 def _(tmp):
     saved_agent(tmp)
     JEPADreamer.load(tmp / "agent", hidden=16)
@@ -356,7 +356,7 @@ def _(tmp):
     JEPADreamer.load(tmp / "flipped.zip")
 
 
-@case("checkpoint with an unreadable tensor file", ValueError, r"tensor file that cannot be read.*save it again")
+@case("checkpoint with an unreadable tensor file", ValueError, r"tensor file that cannot be read safely.*save it again")
 def _(tmp):
     JEPADreamer.load(rewritten_agent(tmp, lambda name, data: b"garbage" * 10 if name == "policy.pth" else data))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import pickle
 import shutil
 import zipfile
@@ -118,6 +119,10 @@ def test_a_tensor_file_with_code_is_refused(saved, tmp_path):
     torch.save({"state_dict": {}, "data": WritesAFileWhenUnpickled(marker)}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="tensor file with Python objects"):
         JEPADreamerPolicy.load(tmp_path / "evil.pth")
+    # a function of a module torch blocks outright (os.system) is named unsafe too, not merely damaged
+    torch.save({"state_dict": {}, "data": os.system}, tmp_path / "system.pth")
+    with pytest.raises(ValueError, match="tensor file with Python objects"):
+        JEPADreamerPolicy.load(tmp_path / "system.pth")
     assert not marker.exists()
 
 

@@ -18,6 +18,7 @@ import json
 import pathlib
 import pickle
 import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,7 +113,7 @@ def read_data(path: pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
             if damaged is not None:
                 raise zipfile.BadZipFile(f"its entry {damaged!r} fails its checksum")
             data = json.loads(archive.read("data"))
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise ValueError(
             f"{path} is not a valid checkpoint: the zip file is corrupted or truncated ({error}); save it again, or "
             "download it again"
@@ -165,16 +166,17 @@ def refuse_pickled(path: Any, data: Mapping[str, Any], provided: Mapping[str, An
 
 
 def tensor_file_error(path: Any, error: pickle.UnpicklingError) -> ValueError:
-    """The error for a tensor entry that `torch.load(weights_only=True)` refused: one that holds Python objects
-    other than tensors (which would run code when loaded), or bytes that are not a tensor file at all."""
-    if "allowed global" in str(error) or "Unsupported global" in str(error):
+    """The error for a tensor entry that `torch.load(weights_only=True)` refused. A refused global (a function or
+    class to import) is certainly a file that would run code; other refusals cannot tell damaged bytes from a
+    crafted file, so the message names both."""
+    if "global" in str(error).lower():
         return ValueError(
             f"{path} holds a tensor file with Python objects other than tensors, which would run code when loaded; "
             f"it was not loaded ({str(error).splitlines()[0]}). Load only files from sources you trust"
         )
     return ValueError(
-        f"{path} holds a tensor file that cannot be read: the file is damaged or was edited; save it again, or "
-        "download it again"
+        f"{path} holds a tensor file that cannot be read safely: it is damaged, or holds Python objects other than "
+        "tensors; it was not loaded. If you saved it yourself, save it again; load only files from sources you trust"
     )
 
 
@@ -183,10 +185,10 @@ def weights_mismatch_error(path: Any, overrides: Mapping[str, Any], error: Runti
     detail = " ".join(line.strip() for line in str(error).splitlines()[1:3])[:300]
     if overrides:
         return ValueError(
-            f"The weights in {path} do not fit the network that the settings {sorted(overrides)} build: settings "
-            "that size the network (hidden, deter, stoch, classes, embed, mlp_layers, cnn_depth, representation, "
-            "intrinsic_scale on or off, ...) cannot change on load; train a new agent with them, or load without "
-            f"them ({detail})"
+            f"The weights in {path} do not fit the network its saved config builds with your settings "
+            f"{sorted(overrides)}: a setting that sizes the network (hidden, deter, stoch, classes, embed, mlp_layers, "
+            "cnn_depth, representation, intrinsic_scale on or off, ...) cannot change on load; train a new agent "
+            f"with it, or load without it. If none of yours does, the file was edited or damaged ({detail})"
         )
     return ValueError(
         f"The weights in {path} do not fit the network its saved config builds: the file was edited or damaged; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import numbers
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -251,6 +252,9 @@ class JEPADreamerConfig:
         (``buffer_size=1e6``) and numpy scalars become Python ints and floats, so the config stays plain JSON."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if isinstance(value, os.PathLike):  # replay_dir=pathlib.Path(...)
+                value = os.fspath(value)
+                setattr(self, field.name, value)
             kind, _, optional = field.type.partition(" | ")  # "float | None" -> "float", "None"
             if value is None and optional == "None":
                 continue
@@ -263,8 +267,8 @@ class JEPADreamerConfig:
                     f"{field.name} must be {kind}{' or None' if optional else ''}, got {value!r} "
                     f"({type(value).__name__})"
                 )
-            if isinstance(value, list):
-                setattr(self, field.name, tuple(value))
+            if isinstance(value, (tuple, list)):
+                setattr(self, field.name, tuple(float(v) if isinstance(v, np.generic) else v for v in value))
             elif kind == "int" and not isinstance(value, int):
                 setattr(self, field.name, int(value))
             elif isinstance(value, np.generic):

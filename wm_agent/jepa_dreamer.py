@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import io
 import json
 import pathlib
@@ -845,11 +846,10 @@ class JEPADreamer(BaseAlgorithm):
         path = resolve_path(path)
         data = read_data(path)
         config_fields = {f.name for f in dataclasses.fields(JEPADreamerConfig)}
-        unknown = set(kwargs) - config_fields - set(data)
+        known = config_fields | set(data) | set(inspect.signature(cls.__init__).parameters)
+        unknown = set(kwargs) - known
         if unknown:
-            raise unknown_settings_error(
-                unknown, config_fields | set(data), "load takes config fields and the saved agent's attributes"
-            )
+            raise unknown_settings_error(unknown, known, "load takes config fields and the agent's attributes")
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
         try:
             if pickled_entries(data):

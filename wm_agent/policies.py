@@ -294,7 +294,12 @@ class JEPADreamerPolicy(BasePolicy):
 def _is_agent_zip(path: str | pathlib.Path) -> bool:
     """Whether `path` is an agent's zip (`JEPADreamer.save`: SB3's layout, with a ``data`` entry), not a policy file
     (torch's own zip, whose entries sit in a folder)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return "data" in archive.namelist()
+    start = path.tell() if hasattr(path, "tell") else None  # a file object: leave it where it was
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return "data" in archive.namelist()
+    finally:
+        if start is not None:
+            path.seek(start)

@@ -217,7 +217,9 @@ class ObsSpec:
                     f"Observation{where} has shape {value.shape[1:]}, but its space has shape {key.space.shape}: the "
                     "env returns observations outside its observation_space; fix one or the other"
                 )
-            if isinstance(key.space, (spaces.Discrete, spaces.MultiDiscrete)):
+            shape = key.space.shape
+            fits = value.ndim >= len(shape) and value.shape[value.ndim - len(shape) :] == shape
+            if isinstance(key.space, (spaces.Discrete, spaces.MultiDiscrete)) and fits:  # else the shape check says
                 counts = key.space.n if isinstance(key.space, spaces.Discrete) else key.space.nvec
                 outside = (value < key.space.start) | (value >= key.space.start + counts)
                 if np.any(outside):
@@ -423,8 +425,9 @@ def warn_about_reading(obs_spec: ObsSpec, policy: Any, image_size: int) -> None:
             )
     for key in obs_spec.vector_keys:
         shape = key.space.shape
-        frame = spaces.Box(0, 255, shape[1:], np.uint8) if len(shape) == 4 else None
-        if key.space.dtype == np.uint8 and frame is not None and is_image_space(frame, check_channels=False):
+        stacked = len(shape) == 4 and key.space.dtype == np.uint8
+        frame = spaces.Box(key.space.low[0], key.space.high[0], dtype=np.uint8) if stacked else None
+        if frame is not None and is_image_space(frame, check_channels=False):
             warnings.warn(
                 f"Observation{f' key {key.name!r}' if obs_spec.is_dict else ''} of shape {shape} looks like a stack "
                 f"of {shape[0]} frames: it is read as one vector of {int(np.prod(shape)):,} values, not as images. "
