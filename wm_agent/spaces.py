@@ -224,7 +224,7 @@ class ObsSpec:
                 outside = (value < key.space.start) | (value >= key.space.start + counts)
                 if np.any(outside):
                     raise ValueError(
-                        f"Observation{where} holds {np.asarray(value)[outside].reshape(-1)[:5].tolist()}, outside its "
+                        f"Observation{where} holds {value[outside].reshape(-1)[:5].tolist()}, outside its "
                         f"space {key.space}: the env returns observations outside its observation_space; fix one or "
                         "the other"
                     )
