@@ -178,21 +178,30 @@ class Behavior(nn.Module):
         backpropagated through the frozen world model into the actions (as Dreamer does). Either way no gradient
         reaches a world-model weight.
         """
+        with frozen(world_model):
+            return self.frozen_model_loss(world_model, start, start_cont)
+
+    def frozen_model_loss(
+        self, world_model: WorldModel, start: Latent, start_cont: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`loss`, for a caller that has frozen the world model (`frozen`) around the call.
+
+        What torch.compile compiles: flipping `requires_grad` inside a compiled function would split its graph.
+        """
         cfg = self.cfg
         backprop = not self.actor.action_spec.discrete
-        with frozen(world_model):
-            feats, actions = self.imagine(world_model, start.detach(), backprop)
-            # every head below reads all (H + 1) * N imagined states at once: wide matmuls, where bf16 pays
-            with wide_autocast(feats.device, cfg.precision), torch.set_grad_enabled(backprop):
-                reward = world_model.reward_head(feats[1:]).mean  # (H, N)
-                if cfg.intrinsic_scale > 0:
-                    novelty = world_model.novelty(feats[:-1], actions).float()  # (H, N)
-                    reward = reward + cfg.intrinsic_scale * novelty
-                # backprop bootstraps with the slow critic: its weights never take gradient
-                bootstrap = self.slow_critic(feats).mean if backprop else None
-            with wide_autocast(feats.device, cfg.precision), torch.no_grad():
-                cont_logits = world_model.cont_head(feats[1:]).float().squeeze(-1)
-                cont = torch.cat([start_cont[None], torch.sigmoid(cont_logits)])
+        feats, actions = self.imagine(world_model, start.detach(), backprop)
+        # every head below reads all (H + 1) * N imagined states at once: wide matmuls, where bf16 pays
+        with wide_autocast(feats.device, cfg.precision), torch.set_grad_enabled(backprop):
+            reward = world_model.reward_head(feats[1:]).mean  # (H, N)
+            if cfg.intrinsic_scale > 0:
+                novelty = world_model.novelty(feats[:-1], actions).float()  # (H, N)
+                reward = reward + cfg.intrinsic_scale * novelty
+            # backprop bootstraps with the slow critic: its weights never take gradient
+            bootstrap = self.slow_critic(feats).mean if backprop else None
+        with wide_autocast(feats.device, cfg.precision), torch.no_grad():
+            cont_logits = world_model.cont_head(feats[1:]).float().squeeze(-1)
+            cont = torch.cat([start_cont[None], torch.sigmoid(cont_logits)])
 
         with wide_autocast(feats.device, cfg.precision):
             value_logits = self.critic.net(feats.detach())  # (H + 1, N, bins); the last step only bootstraps

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import distributions as td
@@ -30,11 +28,18 @@ class TwoHot:
         # (..., K); reduced-precision logits (bf16 autocast) are read in float32, float64 ones stay float64
         self.logits = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
         self.bins = bins  # (K,), in symlog space, ascending
+        self._log_probs: torch.Tensor | None = None
 
-    @functools.cached_property
+    @property
     def log_probs(self) -> torch.Tensor:
-        """Normalised log-probabilities (..., K), computed once however many targets are scored."""
-        return self.logits.log_softmax(-1)
+        """Normalised log-probabilities (..., K), computed once however many targets are scored.
+
+        Cached in a plain attribute, not `functools.cached_property`: torch.compile cannot trace the lock that
+        guards the latter and would run the whole loss eagerly.
+        """
+        if self._log_probs is None:
+            self._log_probs = self.logits.log_softmax(-1)
+        return self._log_probs
 
     @property
     def probs(self) -> torch.Tensor:

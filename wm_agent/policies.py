@@ -17,10 +17,11 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import get_device
 
 from wm_agent import planning
-from wm_agent.behavior import Behavior
+from wm_agent.behavior import Behavior, frozen
 from wm_agent.checkpoint import FORMAT_VERSION, space_from_json, space_to_json, tensor_file_error
 from wm_agent.config import JEPADreamerConfig, config_from_dict
 from wm_agent.files import atomic_path
+from wm_agent.precision import native_bf16
 from wm_agent.spaces import ActionSpec, ObsSpec, flatten_obs
 from wm_agent.version import __version__
 from wm_agent.world_model.model import WorldModel
@@ -68,12 +69,27 @@ class JEPADreamerPolicy(BasePolicy):
     @functools.cached_property
     def world_model_loss(self) -> Callable:
         """`world_model.loss`, compiled with torch.compile when the config asks for it (on first use)."""
-        return torch.compile(self.world_model.loss) if self.config.compile else self.world_model.loss
+        if not self.config.compile:
+            return self.world_model.loss
+        native_bf16(self.device.type)  # asked here: the hardware query cannot be traced
+        return torch.compile(self.world_model.loss)
 
     @functools.cached_property
     def behavior_loss(self) -> Callable:
-        """`behavior.loss`, compiled with torch.compile when the config asks for it (on first use)."""
-        return torch.compile(self.behavior.loss) if self.config.compile else self.behavior.loss
+        """`behavior.loss`, compiled with torch.compile when the config asks for it (on first use).
+
+        Compiled is the body that runs with the world model frozen; the freezing itself stays outside the graph.
+        """
+        if not self.config.compile:
+            return self.behavior.loss
+        native_bf16(self.device.type)
+        compiled = torch.compile(self.behavior.frozen_model_loss)
+
+        def loss(world_model: WorldModel, start: Latent, start_cont: torch.Tensor) -> tuple:
+            with frozen(world_model):
+                return compiled(world_model, start, start_cont)
+
+        return loss
 
     def save(self, path: str | pathlib.Path) -> None:
         """Save the policy alone (weights, config and spaces) in a file that loads without unpickling anything."""

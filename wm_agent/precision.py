@@ -13,14 +13,24 @@ import torch
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-@functools.cache
+_NATIVE_BF16: dict[str, bool] = {}
+
+
 def native_bf16(device_type: str) -> bool:
-    """Whether `device_type` ("cpu", "cuda") computes bf16 matmuls and convolutions in hardware."""
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    if device_type == "cpu":  # AVX-512 BF16 or AMX: plain AVX-512 only emulates bf16, slower than float32
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
+    """Whether `device_type` ("cpu", "cuda") computes bf16 matmuls and convolutions in hardware.
+
+    Asked once per device type and kept in a plain dict, which torch.compile reads as a constant; call it once
+    before compiling (the hardware queries themselves cannot be traced and would split the graph).
+    """
+    if device_type not in _NATIVE_BF16:
+        if device_type == "cuda":
+            native = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        elif device_type == "cpu":  # AVX-512 BF16 or AMX: plain AVX-512 only emulates bf16, slower than float32
+            native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        else:
+            native = False
+        _NATIVE_BF16[device_type] = native
+    return _NATIVE_BF16[device_type]
 
 
 def wide_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
